@@ -1,0 +1,56 @@
+"""Loopback probe for docker-check.sh: GET /check -> 200 when the service is ready and labels
+a clearly positive and a clearly negative review correctly with every model, else 503."""
+
+import argparse
+import http.server
+import json
+import urllib.request
+
+REVIEWS = {
+    "One of the best films I have ever seen: wonderful acting and a brilliant, moving story.": "positive",
+    "The worst movie I have ever seen, a total waste of time with awful acting.": "negative",
+}
+
+
+def check(service: str) -> str:
+    with urllib.request.urlopen(f"{service}/readyz", timeout=1) as response:
+        ready = json.load(response)
+    request = urllib.request.Request(
+        f"{service}/predict?model=all", data=json.dumps({"reviews": list(REVIEWS)}).encode(),
+        headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=1.5) as response:
+        body = json.load(response)
+    expected = list(REVIEWS.values())
+    for result in body["results"]:
+        labels = [prediction["label"] for prediction in result["predictions"]]
+        if labels != expected:
+            raise AssertionError(f"{result['model']} labelled {labels}, expected {expected}")
+    return f"ready: {ready['models']}; /predict labels correct for {[r['model'] for r in body['results']]}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--service", default="http://127.0.0.1:8000")
+    args = parser.parse_args()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            try:
+                status, text = 200, check(args.service)
+            except Exception as error:  # any failure is a failed check, reported to curl
+                status, text = 503, f"check failed: {error}\n"
+            self.send_response(status)
+            self.send_header("content-type", "text/plain")
+            self.end_headers()
+            self.wfile.write(text.encode())
+            print(text, end="", flush=True)
+
+        def log_message(self, *args):
+            pass
+
+    http.server.HTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""IMDB sentiment inference service (FastAPI + onnxruntime)."""

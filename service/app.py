@@ -1,0 +1,256 @@
+"""FastAPI application: ``uvicorn service.app:app``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import metrics
+from service.batching import Batcher, BatcherClosedError
+from service.config import Settings
+from service.middleware import AccessLog, BodySizeLimit
+from service.repository import LoadedModel, ModelRepository, UnknownModelError
+from service.schemas import (
+    Agreement,
+    ErrorResponse,
+    HealthResponse,
+    ModelInfo,
+    ModelResult,
+    ModelsResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    ReadyResponse,
+)
+
+log = logging.getLogger("service")
+
+# Tokenizing this many characters takes a few milliseconds: beyond it, tokenize in a worker thread
+# so one huge request cannot stall the event loop.
+INLINE_TOKENIZE_CHARS = 20_000
+
+ERRORS = {
+    413: {"model": ErrorResponse, "description": "Request body over SENTIMENT_MAX_BODY_BYTES."},
+    422: {"model": ErrorResponse, "description": "Invalid body, review or model name; `detail` says what to fix."},
+    503: {"model": ErrorResponse, "description": "A model failed, timed out or is shutting down."},
+}
+
+
+class ServiceUnavailable(Exception):
+    def __init__(self, message: str):
+        self.message = message
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        repository = ModelRepository.load(
+            settings.model_dir, intra_op_threads=settings.ort_intra_op_threads,
+            inter_op_threads=settings.ort_inter_op_threads, default_model=settings.default_model,
+            skip_broken=settings.skip_broken_models)
+        app.state.repository = repository
+        app.state.batchers = {
+            name: Batcher(model.predict, max_batch_size=settings.batch_max_size,
+                          max_wait=settings.batch_max_wait_ms / 1000,
+                          on_batch=metrics.MODEL_BATCH_SIZE.labels(name).observe, name=name)
+            for name, model in repository.models.items()
+        }
+        # /readyz turns 200 once every model has answered one warm-up inference.
+        warm_up = asyncio.create_task(asyncio.to_thread(repository.warm_up))
+        yield
+        await warm_up
+        await asyncio.gather(*(batcher.close() for batcher in app.state.batchers.values()))
+
+    app = FastAPI(
+        title="IMDB sentiment service",
+        version="1.0.0",
+        description=(
+            "Scores movie reviews with Keras models trained on the IMDB Large Movie Review Dataset and "
+            "served with onnxruntime. `POST /predict` takes raw text; the score is the probability that "
+            "the review is positive."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _configure_logging(settings.log_level)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    app.add_exception_handler(ServiceUnavailable, _service_unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    _add_routes(app)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    """Our own handler on the ``service`` loggers: uvicorn configures only its own."""
+    logger = logging.getLogger("service")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_repository(request: Request) -> ModelRepository:
+    return request.app.state.repository
+
+
+def get_batchers(request: Request) -> dict[str, Batcher]:
+    return request.app.state.batchers
+
+
+async def _service_unavailable(request: Request, error: ServiceUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": error.message}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    # FastAPI turns a body it cannot decode into a bare 400 "error parsing the body"; say what to fix.
+    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        return await request_validation_exception_handler(request, _invalid(
+            ("body",), f"request body is not valid UTF-8 JSON ({error.__cause__.reason} at byte "
+            f"{error.__cause__.start}); send UTF-8 encoded JSON", None))
+    return await http_exception_handler(request, error)
+
+
+def _invalid(location: tuple, message: str, value) -> RequestValidationError:
+    """A 422 in FastAPI's own error format, so every validation error has one shape."""
+    return RequestValidationError([{"type": "value_error", "loc": location, "msg": message, "input": value}])
+
+
+def check_limits(reviews: list[str], settings: Settings) -> None:
+    if len(reviews) > settings.max_reviews:
+        raise _invalid(("body", "reviews"), f"too many reviews: {len(reviews)}, at most {settings.max_reviews} "
+                       "per request (SENTIMENT_MAX_REVIEWS); split them over several requests", len(reviews))
+    for position, review in enumerate(reviews):
+        if len(review) > settings.max_review_chars:
+            raise _invalid(("body", "reviews", position),
+                           f"review {position} has {len(review)} characters, at most {settings.max_review_chars} "
+                           "are accepted (SENTIMENT_MAX_REVIEW_CHARS); shorten it", len(review))
+
+
+def agreement(names: list[str], labels: list[list[str]]) -> Agreement:
+    disagreements = [index for index, row in enumerate(zip(*labels)) if len(set(row)) > 1]
+    return Agreement(models=names, agree=len(labels[0]) - len(disagreements), disagree=len(disagreements),
+                     disagreements=disagreements)
+
+
+async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np.ndarray:
+    started = time.perf_counter()
+    try:
+        scores = await batcher.predict(tokens)
+    except BatcherClosedError:
+        metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
+        raise ServiceUnavailable(f"model {model.name} is shutting down; retry on another instance") from None
+    except Exception as error:
+        metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
+        log.exception("model %s failed", model.name)
+        raise ServiceUnavailable(f"model {model.name} failed to score the reviews ({type(error).__name__}); "
+                                 "other models are unaffected") from None
+    metrics.PREDICT_LATENCY.labels(model.name).observe(time.perf_counter() - started)
+    metrics.PREDICT_REQUESTS.labels(model.name, "ok").inc()
+    metrics.REVIEWS_SCORED.labels(model.name).inc(len(tokens))
+    return scores
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=["inference"],
+              summary="Score reviews with one model or compare several")
+    async def predict(
+        body: PredictRequest,
+        request: Request,
+        settings: Annotated[Settings, Depends(get_settings)],
+        repository: Annotated[ModelRepository, Depends(get_repository)],
+        batchers: Annotated[dict[str, Batcher], Depends(get_batchers)],
+        model: Annotated[list[str] | None, Query(
+            description="Model name; repeat it to compare models, or `all`. Default: the model with the best "
+                        "test accuracy (or SENTIMENT_DEFAULT_MODEL).",
+            examples=["conv1d"])] = None,
+    ) -> PredictResponse:
+        reviews = body.reviews
+        check_limits(reviews, settings)
+        try:
+            models = repository.resolve(model)
+        except UnknownModelError as error:
+            raise _invalid(("query", "model"), str(error), error.unknown) from None
+        request.state.log = {"models": [m.name for m in models], "reviews": len(reviews)}
+        if settings.log_reviews:
+            request.state.log["texts"] = reviews
+        metrics.REQUEST_REVIEWS.observe(len(reviews))
+
+        # Models that share a tokenizer score the very same token batch.
+        tokenizers = list({id(m.tokenizer): m.tokenizer for m in models}.values())
+        if sum(map(len, reviews)) > INLINE_TOKENIZE_CHARS:
+            encoded = await run_in_threadpool(lambda: [t.encode_batch(reviews) for t in tokenizers])
+        else:
+            encoded = [t.encode_batch(reviews) for t in tokenizers]
+        tokens = {id(t): batch for t, batch in zip(tokenizers, encoded)}
+
+        try:
+            async with asyncio.timeout(settings.request_timeout_seconds):
+                all_scores = await asyncio.gather(
+                    *(_score(m, batchers[m.name], tokens[id(m.tokenizer)]) for m in models))
+        except TimeoutError:
+            raise ServiceUnavailable(f"prediction took longer than {settings.request_timeout_seconds} s "
+                                     "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer reviews") from None
+
+        results = []
+        for m, scores in zip(models, all_scores):
+            predictions = [Prediction(score=score, label="positive" if score >= 0.5 else "negative")
+                           for score in scores.astype(float).tolist()]
+            results.append(ModelResult(model=m.name, predictions=predictions))
+        summary = None
+        if len(results) > 1:
+            summary = agreement([r.model for r in results], [[p.label for p in r.predictions] for r in results])
+        return PredictResponse(results=results, agreement=summary)
+
+    @app.get("/models", response_model=ModelsResponse, tags=["models"], summary="Loaded models and their metadata")
+    async def list_models(repository: Annotated[ModelRepository, Depends(get_repository)]) -> ModelsResponse:
+        return ModelsResponse(default=repository.default_name, models=[
+            ModelInfo(
+                name=m.name, default=m.name == repository.default_name, test_accuracy=m.test_accuracy,
+                test_metrics=m.metadata.get("test_metrics", {}), parameters=m.metadata.get("parameters"),
+                max_len=m.metadata["max_len"], num_words=m.metadata["num_words"],
+                vocabulary_sha256=m.metadata["vocabulary"]["sha256"], onnx_sha256=m.metadata["onnx_sha256"],
+                onnx_bytes=m.path.stat().st_size, created=m.metadata.get("created"),
+                training=m.metadata.get("training", {}),
+            )
+            for m in repository.models.values()
+        ])
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["health"], summary="Liveness: the process answers")
+    async def healthz() -> HealthResponse:
+        return HealthResponse()
+
+    @app.get("/readyz", response_model=ReadyResponse, tags=["health"],
+             responses={503: {"model": ReadyResponse, "description": "Models not loaded or not warmed up yet."}},
+             summary="Readiness: models loaded and warmed up")
+    async def readyz(repository: Annotated[ModelRepository, Depends(get_repository)]) -> JSONResponse:
+        body = ReadyResponse(ready=repository.ready, models=repository.names, failed=repository.failed)
+        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus_metrics() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+
+app = create_app()

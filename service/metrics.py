@@ -1,0 +1,37 @@
+"""Prometheus metrics. With several uvicorn workers set PROMETHEUS_MULTIPROC_DIR so /metrics
+aggregates every process (prometheus-client's multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+HTTP_REQUESTS = Counter("sentiment_http_requests_total", "HTTP requests by route, method and status.",
+                        ["path", "method", "status"])
+HTTP_LATENCY = Histogram("sentiment_http_request_duration_seconds", "HTTP request latency by route.",
+                         ["path", "method"], buckets=LATENCY_BUCKETS)
+PREDICT_REQUESTS = Counter("sentiment_predict_requests_total",
+                           "Prediction requests by model and outcome (ok, or the HTTP status of the error).",
+                           ["model", "status"])
+PREDICT_LATENCY = Histogram("sentiment_predict_duration_seconds",
+                            "Time to score one request's reviews with one model, queueing included.",
+                            ["model"], buckets=LATENCY_BUCKETS)
+REVIEWS_SCORED = Counter("sentiment_reviews_scored_total", "Reviews scored, by model.", ["model"])
+REQUEST_REVIEWS = Histogram("sentiment_request_reviews", "Reviews per /predict request.", buckets=BATCH_BUCKETS)
+MODEL_BATCH_SIZE = Histogram("sentiment_model_batch_size", "Rows per onnxruntime call after dynamic batching.",
+                             ["model"], buckets=BATCH_BUCKETS)
+
+
+def render() -> tuple[bytes, str]:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,79 @@
+"""Pure ASGI middleware (no per-request task or stream wrapping, to keep the hot path short)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
+
+access_log = logging.getLogger("service.access")
+
+
+class BodySizeLimit:
+    """413 for bodies over ``max_bytes``: at once from Content-Length, or as soon as a streamed
+    body passes the limit, so an oversized body is never held in memory in full."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _message(self) -> str:
+        return (f"request body is larger than {self.max_bytes} bytes (SENTIMENT_MAX_BODY_BYTES); "
+                "send fewer or shorter reviews per request")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse({"detail": self._message()}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class AccessLog:
+    """One structured log line and the HTTP metrics for every request."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        scope.setdefault("state", {})
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(path, scope["method"], str(status)).inc()
+            metrics.HTTP_LATENCY.labels(path, scope["method"]).observe(seconds)
+            if access_log.isEnabledFor(logging.INFO):
+                record = {"method": scope["method"], "path": scope["path"], "status": status,
+                          "latency_ms": round(seconds * 1000, 3), **scope["state"].get("log", {})}
+                access_log.info(json.dumps(record, ensure_ascii=False))

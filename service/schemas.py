@@ -1,0 +1,94 @@
+"""Request and response models; they are also the OpenAPI documentation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+POSITIVE_EXAMPLE = "One of the best films I have seen in years: moving, funny and beautifully acted."
+NEGATIVE_EXAMPLE = "A dull, lifeless mess. The plot makes no sense and the acting is painfully bad."
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reviews": [POSITIVE_EXAMPLE, NEGATIVE_EXAMPLE]}]},
+    )
+
+    reviews: list[StrictStr] = Field(
+        min_length=1, description="Raw review texts, in the order the predictions should come back.")
+
+    @field_validator("reviews")
+    @classmethod
+    def reviews_have_text(cls, reviews: list[str]) -> list[str]:
+        blank = [index for index, review in enumerate(reviews) if not review.strip()]
+        if blank:
+            raise ValueError(f"reviews must contain text; reviews at positions {blank} are empty or whitespace only")
+        return reviews
+
+
+class Prediction(BaseModel):
+    score: float = Field(ge=0, le=1, description="Probability that the review is positive.", examples=[0.97])
+    label: Literal["positive", "negative"] = Field(description="`positive` when score >= 0.5, else `negative`.")
+
+
+class ModelResult(BaseModel):
+    model: str = Field(examples=["conv1d"])
+    predictions: list[Prediction] = Field(description="One per review, in input order.")
+
+
+class Agreement(BaseModel):
+    models: list[str]
+    agree: int = Field(description="Reviews that every model gave the same label.")
+    disagree: int = Field(description="Reviews on which the labels differ.")
+    disagreements: list[int] = Field(description="Positions of the reviews on which the labels differ.")
+
+
+class PredictResponse(BaseModel):
+    results: list[ModelResult] = Field(description="One entry per model, in the order asked.")
+    agreement: Agreement | None = Field(None, description="Present when more than one model was asked.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "results": [
+            {"model": "conv1d", "predictions": [{"score": 0.97, "label": "positive"},
+                                                {"score": 0.04, "label": "negative"}]},
+            {"model": "conv_lstm", "predictions": [{"score": 0.93, "label": "positive"},
+                                                   {"score": 0.61, "label": "positive"}]},
+        ],
+        "agreement": {"models": ["conv1d", "conv_lstm"], "agree": 1, "disagree": 1, "disagreements": [1]},
+    }]})
+
+
+class ModelInfo(BaseModel):
+    name: str
+    default: bool = Field(description="Used when a request names no model.")
+    test_accuracy: float | None = Field(description="Accuracy on the 25,000 IMDB test reviews.")
+    test_metrics: dict = Field(description="Accuracy, loss, ROC AUC, F1 and confusion matrix on the test set.")
+    parameters: int | None
+    max_len: int = Field(description="Tokens per review the model reads (longer reviews keep their last ones).")
+    num_words: int = Field(description="Vocabulary size: word indices at or above it count as unknown.")
+    vocabulary_sha256: str
+    onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
+    onnx_bytes: int
+    created: str | None = None
+    training: dict = Field(default_factory=dict, description="Training configuration and timing.")
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    models: list[str] = Field(description="Models loaded and serving.")
+    failed: dict[str, str] = Field(default_factory=dict, description="Models skipped at start-up, with the reason.")
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list = Field(description="What was wrong and how to fix it.")

@@ -1,0 +1,94 @@
+"""End to end on a small sample: data -> tokenizer -> both models -> evaluation -> ONNX -> parity -> files."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from training import pipeline
+from training.data import load_imdb
+from training.tokenizer import Tokenizer, file_sha256, load_word_index
+
+
+@pytest.fixture(scope="module")
+def smoke_run(sample_archive, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    code = pipeline.main(["--data", str(sample_archive), "--out", str(out), "--epochs", "1", "--max-len", "120",
+                          "--verbose", "0"])
+    assert code == 0
+    return out
+
+
+def test_writes_every_artifact(smoke_run):
+    names = {path.name for path in smoke_run.iterdir()}
+    for model in ("conv1d", "conv_lstm"):
+        assert {f"{model}.onnx", f"{model}.json", f"{model}_history.json", f"{model}_history.png"} <= names
+    assert {"vocab_10000.json", "REPORT.md"} <= names
+
+
+@pytest.mark.parametrize("name", ["conv1d", "conv_lstm"])
+def test_metadata_describes_the_export(smoke_run, name):
+    metadata = json.loads((smoke_run / f"{name}.json").read_text())
+    assert metadata["name"] == name and metadata["max_len"] == 120 and metadata["num_words"] == 10_000
+    assert metadata["onnx_sha256"] == file_sha256(smoke_run / f"{name}.onnx")
+    assert metadata["vocabulary"]["sha256"] == file_sha256(smoke_run / "vocab_10000.json")
+    assert metadata["parity_max_abs_diff"] <= 1e-5
+    assert metadata["test_metrics"]["reviews"] == 200
+    assert set(metadata["test_metrics"]) >= {"accuracy", "loss", "roc_auc", "f1", "confusion_matrix"}
+    assert metadata["training"]["train_reviews"] == 200 and metadata["training"]["epochs"] == 1
+    assert {"tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(metadata["library_versions"])
+    history = json.loads((smoke_run / f"{name}_history.json").read_text())
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"} and len(history["loss"]) == 1
+
+
+@pytest.mark.parametrize("name", ["conv1d", "conv_lstm"])
+def test_onnx_model_reproduces_reported_accuracy(smoke_run, sample_archive, name):
+    """Scores from the written ONNX file, tokenized by the written vocabulary, give the metadata's accuracy."""
+    metadata = json.loads((smoke_run / f"{name}.json").read_text())
+    tokenizer = Tokenizer(load_word_index(smoke_run / "vocab_10000.json"), 10_000, 120)
+    test = load_imdb(sample_archive)["test"]
+    session = ort.InferenceSession(str(smoke_run / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    scores = session.run(None, {"tokens": tokenizer.encode_batch(test.texts)})[0].reshape(-1)
+    accuracy = float(np.mean((scores >= 0.5) == np.asarray(test.labels)))
+    assert accuracy == pytest.approx(metadata["test_metrics"]["accuracy"], abs=1e-9)
+
+
+def test_report_answers_which_model_is_better(smoke_run):
+    report = (smoke_run / "REPORT.md").read_text()
+    assert "has the better test accuracy" in report
+    assert "conv1d_history.png" in report and "conv_lstm_history.png" in report
+
+
+def test_parity_check_fails_loudly():
+    from training.export import ParityError, check_parity
+
+    tokens = np.zeros((3, 10), dtype=np.int32)
+    with pytest.raises(ParityError, match="differ from Keras"):
+        check_parity(_constant_onnx(10, 0.5), np.array([0.5, 0.5, 0.6]), tokens)
+    assert check_parity(_constant_onnx(10, 0.5), np.array([0.5, 0.5, 0.5]), tokens) == 0.0
+
+
+def _constant_onnx(width: int, value: float) -> bytes:
+    """A tiny ONNX model mapping int32 [n, width] to a constant [n, 1] score."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["tokens"], ["as_float"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceSum", ["as_float", "axes"], ["summed"], keepdims=1),
+         helper.make_node("Mul", ["summed", "zero"], ["zeroed"]),
+         helper.make_node("Add", ["zeroed", "value"], ["score"])],
+        "constant",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT32, [None, width])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                     helper.make_tensor("value", TensorProto.FLOAT, [], [value])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_bad_data_path_is_a_one_line_error(tmp_path, capsys):
+    assert pipeline.main(["--data", str(tmp_path / "missing.tar.gz"), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -1,0 +1,139 @@
+"""Start-up faults: every broken model folder gives an error that names the file."""
+
+import json
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.repository import ModelLoadError, ModelRepository
+from tests.conftest import MODELS_DIR
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    target = tmp_path / "models"
+    target.mkdir()
+    for path in MODELS_DIR.iterdir():
+        if path.suffix in (".onnx", ".json") and not path.stem.endswith("_history"):
+            shutil.copy(path, target / path.name)
+    return target
+
+
+def edit_metadata(model_dir, model, **changes):
+    path = model_dir / f"{model}.json"
+    metadata = json.loads(path.read_text())
+    metadata.update(changes)
+    path.write_text(json.dumps(metadata))
+
+
+def test_loads_every_model_with_its_metadata(model_dir):
+    repository = ModelRepository.load(model_dir)
+    assert repository.names == ["conv1d", "conv_lstm"]
+    assert not repository.ready  # not before the warm-up
+    repository.warm_up()
+    assert repository.ready
+
+
+def test_missing_model_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match=f"model directory {tmp_path / 'nowhere'} does not exist"):
+        ModelRepository.load(tmp_path / "nowhere")
+
+
+def test_directory_without_models(tmp_path):
+    with pytest.raises(ModelLoadError, match="has no \\*.onnx files"):
+        ModelRepository.load(tmp_path)
+
+
+def test_corrupt_onnx_file_is_named(model_dir):
+    path = model_dir / "conv1d.onnx"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="conv1d.onnx: sha256 does not match"):
+        ModelRepository.load(model_dir)
+
+
+def test_unloadable_onnx_file_is_named(model_dir):
+    import hashlib
+
+    garbage = b"this is not an onnx model"
+    (model_dir / "conv1d.onnx").write_bytes(garbage)
+    edit_metadata(model_dir, "conv1d", onnx_sha256=hashlib.sha256(garbage).hexdigest())
+    with pytest.raises(ModelLoadError, match="conv1d.onnx: not a loadable ONNX model"):
+        ModelRepository.load(model_dir)
+
+
+def test_missing_metadata_is_named(model_dir):
+    (model_dir / "conv_lstm.json").unlink()
+    with pytest.raises(ModelLoadError, match="conv_lstm.json: metadata file for conv_lstm.onnx is missing"):
+        ModelRepository.load(model_dir)
+
+
+def test_metadata_that_is_not_json_is_named(model_dir):
+    (model_dir / "conv_lstm.json").write_text("{oops")
+    with pytest.raises(ModelLoadError, match="conv_lstm.json: metadata is not valid JSON"):
+        ModelRepository.load(model_dir)
+
+
+def test_metadata_that_does_not_match_the_model(model_dir):
+    edit_metadata(model_dir, "conv1d", max_len=400)
+    with pytest.raises(ModelLoadError, match="conv1d.onnx: input tokens is tensor\\(int32\\) .*expects int32 \\[batch, 400\\]"):
+        ModelRepository.load(model_dir)
+
+
+def test_metadata_with_a_missing_field(model_dir):
+    edit_metadata(model_dir, "conv1d", num_words="many")
+    with pytest.raises(ModelLoadError, match="conv1d.json: metadata field 'num_words' is missing or not a int"):
+        ModelRepository.load(model_dir)
+
+
+def test_metadata_naming_another_model(model_dir):
+    edit_metadata(model_dir, "conv1d", name="conv_lstm")
+    with pytest.raises(ModelLoadError, match="name 'conv_lstm' does not match the file name conv1d.onnx"):
+        ModelRepository.load(model_dir)
+
+
+def test_vocabulary_with_a_wrong_checksum(model_dir):
+    vocabulary = model_dir / "vocab_10000.json"
+    words = json.loads(vocabulary.read_text())
+    words["zzznewword"] = 1
+    vocabulary.write_text(json.dumps(words))
+    with pytest.raises(ModelLoadError, match="vocab_10000.json: sha256 does not match the vocabulary checksum"):
+        ModelRepository.load(model_dir)
+
+
+def test_missing_vocabulary(model_dir):
+    (model_dir / "vocab_10000.json").unlink()
+    with pytest.raises(ModelLoadError, match="vocab_10000.json: vocabulary file named in conv1d.json is missing"):
+        ModelRepository.load(model_dir)
+
+
+def test_start_up_fails_with_the_error(model_dir):
+    (model_dir / "conv1d.json").unlink()
+    app = create_app(Settings(model_dir=model_dir))
+    with pytest.raises(ModelLoadError, match="conv1d.json"):
+        with TestClient(app):
+            pass
+
+
+def test_skip_broken_models_serves_the_healthy_ones(model_dir):
+    (model_dir / "conv1d.json").write_text("{oops")
+    with TestClient(create_app(Settings(model_dir=model_dir, skip_broken_models=True))) as client:
+        for _ in range(200):
+            ready = client.get("/readyz")
+            if ready.status_code == 200:
+                break
+        body = ready.json()
+        assert body["ready"] is True and body["models"] == ["conv_lstm"]
+        assert "conv1d.json: metadata is not valid JSON" in body["failed"]["conv1d"]
+        assert client.post("/predict", json={"reviews": ["great"]}).json()["results"][0]["model"] == "conv_lstm"
+        response = client.post("/predict?model=conv1d", json={"reviews": ["great"]})
+        assert response.status_code == 422 and "valid names: conv_lstm" in response.text
+
+
+def test_skip_broken_models_still_needs_one_model(model_dir):
+    for name in ("conv1d", "conv_lstm"):
+        (model_dir / f"{name}.json").write_text("{oops")
+    with pytest.raises(ModelLoadError, match="no model in .* could be loaded"):
+        ModelRepository.load(model_dir, skip_broken=True)

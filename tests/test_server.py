@@ -1,0 +1,82 @@
+"""The real server: `python -m service` under uvicorn on a free loopback port, spoken to over HTTP."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import MODELS_DIR, REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "SENTIMENT_PORT": str(port), "SENTIMENT_HOST": "127.0.0.1",
+           "SENTIMENT_MODEL_DIR": str(MODELS_DIR)}
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited: {process.stdout.read()}"
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    else:
+        process.kill()
+        raise AssertionError("server did not become ready within 60 s")
+    yield base_url, process
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_predicts_over_http(server):
+    base_url, _ = server
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        body = client.post("/predict", params={"model": "all"},
+                           json={"reviews": ["One of the best films ever made, wonderful acting.",
+                                             "The worst movie I have ever seen, a total waste of time."]}).json()
+    assert [result["model"] for result in body["results"]] == ["conv1d", "conv_lstm"]
+    for result in body["results"]:
+        assert [p["label"] for p in result["predictions"]] == ["positive", "negative"]
+
+
+def test_errors_over_http(server):
+    base_url, _ = server
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        assert client.post("/predict", content=b"nope", headers={"content-type": "application/json"}).status_code == 422
+        assert client.post("/predict", content=b"x" * (5 * 1024 * 1024)).status_code == 413
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert "sentiment_http_requests_total" in client.get("/metrics").text
+
+
+def test_concurrent_clients_get_their_own_answers(server):
+    import asyncio
+
+    base_url, _ = server
+    reviews = [f"{'great wonderful' if i % 2 else 'awful boring'} film number {i}" for i in range(64)]
+
+    async def scenario():
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            responses = await asyncio.gather(*(client.post("/predict?model=conv1d", json={"reviews": [r]})
+                                               for r in reviews))
+            batch = await client.post("/predict?model=conv1d", json={"reviews": reviews})
+        return responses, batch
+
+    responses, batch = asyncio.run(scenario())
+    singles = [r.json()["results"][0]["predictions"][0] for r in responses]
+    assert singles == batch.json()["results"][0]["predictions"]
+

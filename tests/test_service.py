@@ -1,0 +1,425 @@
+"""The service on the committed models, through FastAPI's TestClient."""
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.repository import ModelRepository
+from tests.conftest import MODELS_DIR, REPO_ROOT, read_metadata
+
+MODEL_NAMES = ["conv1d", "conv_lstm"]
+# Unambiguous real reviews from the IMDB test set (1 or 10 stars), found by their opening words.
+CLEARLY_POSITIVE = [
+    "This has got to be the best movie I've seen.",
+    "Wonderful movie. Adult content.",
+    "Captain Corelli's Mandolin is a beautiful film with a lovely cast",
+    "Excellent story of lives that need repair",
+]
+CLEARLY_NEGATIVE = [
+    "The best part of this DVD is the cover.",
+    "I laughed so much when I saw this film I nearly soiled myself",
+    "This movie was a complete waste of time.",
+    "This was really the worst movie I've ever seen.",
+]
+
+
+def wait_until_ready(client: TestClient) -> None:
+    for _ in range(200):
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.01)
+    raise AssertionError("service did not become ready")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(Settings(model_dir=MODELS_DIR))) as test_client:
+        wait_until_ready(test_client)
+        yield test_client
+
+
+@pytest.fixture
+def make_client():
+    """A client for an app with custom settings."""
+    clients = []
+
+    def make(**settings) -> TestClient:
+        test_client = TestClient(create_app(Settings(model_dir=MODELS_DIR, **settings)))
+        test_client.__enter__()
+        clients.append(test_client)
+        return test_client
+
+    yield make
+    for test_client in clients:
+        test_client.__exit__(None, None, None)
+
+
+def predict(client, reviews, models=None):
+    params = [("model", name) for name in models] if models else None
+    return client.post("/predict", params=params, json={"reviews": reviews})
+
+
+def find_review(imdb_dataset, opening: str) -> tuple[str, int]:
+    test = imdb_dataset["test"]
+    return next((text, rating) for text, rating in zip(test.texts, test.ratings) if text.startswith(opening))
+
+
+# ---- predictions
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_clearly_worded_real_reviews_get_the_right_label(client, imdb_dataset, model):
+    positive = [find_review(imdb_dataset, opening) for opening in CLEARLY_POSITIVE]
+    negative = [find_review(imdb_dataset, opening) for opening in CLEARLY_NEGATIVE]
+    assert {rating for _, rating in positive} == {10} and {rating for _, rating in negative} == {1}
+    response = predict(client, [text for text, _ in positive + negative], [model])
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    assert result["model"] == model
+    labels = [p["label"] for p in result["predictions"]]
+    assert labels == ["positive"] * len(positive) + ["negative"] * len(negative)
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_extreme_ratings_are_mostly_right(client, imdb_dataset, model):
+    test = imdb_dataset["test"]
+    chosen = [i for i, rating in enumerate(test.ratings) if rating in (1, 10)][::50][:200]
+    response = predict(client, [test.texts[i] for i in chosen], [model])
+    scores = np.array([p["score"] for p in response.json()["results"][0]["predictions"]])
+    truth = np.array([test.ratings[i] == 10 for i in chosen])
+    assert np.mean((scores >= 0.5) == truth) >= 0.85
+
+
+def test_scores_match_the_pipeline_tokenizer_and_onnxruntime(client, real_test_reviews):
+    """200 real reviews: the service's scores equal tokenizer + onnxruntime run directly."""
+    import onnxruntime as ort
+
+    from training.tokenizer import Tokenizer, load_word_index
+
+    texts, _ = real_test_reviews
+    response = predict(client, texts, MODEL_NAMES)
+    assert response.status_code == 200
+    for result in response.json()["results"]:
+        metadata = read_metadata(result["model"])
+        tokenizer = Tokenizer(load_word_index(MODELS_DIR / metadata["vocabulary"]["file"]),
+                              metadata["num_words"], metadata["max_len"])
+        session = ort.InferenceSession(str(MODELS_DIR / f"{result['model']}.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        expected = session.run(None, {"tokens": tokenizer.encode_batch(texts)})[0].reshape(-1)
+        served = np.array([p["score"] for p in result["predictions"]], dtype=np.float32)
+        np.testing.assert_array_equal(served, expected)
+
+
+def test_label_follows_the_score(client, real_test_reviews):
+    texts, _ = real_test_reviews
+    for result in predict(client, texts[:50], MODEL_NAMES).json()["results"]:
+        for prediction in result["predictions"]:
+            assert 0 <= prediction["score"] <= 1
+            assert prediction["label"] == ("positive" if prediction["score"] >= 0.5 else "negative")
+
+
+def test_predictions_keep_the_input_order(client, real_test_reviews):
+    texts, _ = real_test_reviews
+    forward = predict(client, texts[:20], ["conv1d"]).json()["results"][0]["predictions"]
+    backward = predict(client, texts[:20][::-1], ["conv1d"]).json()["results"][0]["predictions"]
+    assert forward == backward[::-1]
+    singles = [predict(client, [text], ["conv1d"]).json()["results"][0]["predictions"][0] for text in texts[:5]]
+    assert singles == forward[:5]
+
+
+def test_long_reviews_keep_their_last_500_tokens(client, imdb_dataset):
+    tail_words = " ".join(imdb_dataset["test"].texts[0].split() * 10).split()
+    tail = " ".join(word for word in tail_words if word.isalpha())  # no punctuation: one word, one token
+    tail = " ".join(tail.split()[:500])
+    long_review = "dreadful awful worst " * 300 + tail
+    scores = [p["score"] for p in predict(client, [long_review, tail], ["conv1d"]).json()["results"][0]["predictions"]]
+    assert scores[0] == scores[1]
+    front = predict(client, ["dreadful awful worst " * 300], ["conv1d"]).json()["results"][0]["predictions"][0]
+    assert front["score"] != scores[0]
+
+
+# ---- model choice and comparison
+
+
+def test_default_model_is_the_most_accurate(client):
+    best = max(MODEL_NAMES, key=lambda name: read_metadata(name)["test_metrics"]["accuracy"])
+    assert predict(client, ["fine"]).json()["results"][0]["model"] == best
+    assert client.get("/models").json()["default"] == best
+
+
+def test_default_model_is_configurable(make_client):
+    test_client = make_client(default_model="conv_lstm")
+    assert predict(test_client, ["fine"]).json()["results"][0]["model"] == "conv_lstm"
+
+
+def test_unknown_default_model_stops_start_up():
+    with pytest.raises(Exception, match="default model 'bert'.*loaded: conv1d, conv_lstm"):
+        with TestClient(create_app(Settings(model_dir=MODELS_DIR, default_model="bert"))):
+            pass
+
+
+@pytest.mark.parametrize("models, expected", [
+    (["conv1d", "conv_lstm"], ["conv1d", "conv_lstm"]),
+    (["conv_lstm", "conv1d"], ["conv_lstm", "conv1d"]),
+    (["all"], ["conv1d", "conv_lstm"]),
+    (["conv1d", "conv1d"], ["conv1d"]),
+])
+def test_compare_mode_returns_models_in_the_order_asked(client, models, expected):
+    body = predict(client, ["a wonderful film", "a terrible film"], models).json()
+    assert [result["model"] for result in body["results"]] == expected
+    if len(expected) > 1:
+        assert body["agreement"]["models"] == expected
+    else:
+        assert body["agreement"] is None
+
+
+def test_compare_mode_scores_equal_single_model_scores(client, real_test_reviews):
+    texts, _ = real_test_reviews
+    compared = predict(client, texts[:30], ["all"]).json()
+    for result in compared["results"]:
+        alone = predict(client, texts[:30], [result["model"]]).json()["results"][0]
+        assert alone["predictions"] == result["predictions"]
+
+
+def test_agreement_summary_counts_disagreements(client, real_test_reviews):
+    texts, _ = real_test_reviews
+    body = predict(client, texts, ["all"]).json()
+    labels = [[p["label"] for p in result["predictions"]] for result in body["results"]]
+    differing = [i for i, pair in enumerate(zip(*labels)) if pair[0] != pair[1]]
+    assert body["agreement"]["disagreements"] == differing
+    assert body["agreement"]["disagree"] == len(differing)
+    assert body["agreement"]["agree"] == len(texts) - len(differing)
+
+
+# ---- bad input: a clear 4xx, never a 500
+
+
+def error_messages(response) -> str:
+    return json.dumps(response.json()["detail"])
+
+
+def test_unknown_model_lists_the_valid_names(client):
+    response = predict(client, ["fine"], ["conv1d", "bert"])
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "model"]
+    assert "unknown model 'bert'; valid names: conv1d, conv_lstm (or 'all')" in error_messages(response)
+
+
+def test_empty_review_list_is_rejected(client):
+    response = predict(client, [])
+    assert response.status_code == 422
+    assert "at least 1 item" in error_messages(response)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n\t "])
+def test_empty_or_whitespace_review_is_rejected(client, blank):
+    response = predict(client, ["good film", blank])
+    assert response.status_code == 422
+    assert "reviews at positions [1] are empty or whitespace only" in error_messages(response)
+
+
+@pytest.mark.parametrize("value", [3, None, ["nested"], {"text": "x"}, True])
+def test_non_string_review_is_rejected(client, value):
+    response = client.post("/predict", json={"reviews": ["good", value]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "reviews", 1]
+    assert "valid string" in error_messages(response)
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"reviews": ["unterminated', b"{}}"])
+def test_body_that_is_not_json_is_rejected(client, body):
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "JSON decode error" in error_messages(response)
+
+
+@pytest.mark.parametrize("body", [b'{"reviews": ["caf\xe9"]}', b"\xff\xfe\x00"])
+def test_body_that_is_not_utf8_is_rejected(client, body):
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "request body is not valid UTF-8 JSON" in error_messages(response)
+
+
+@pytest.mark.parametrize("body", [[1, 2], "a review", 42, None])
+def test_body_that_is_not_an_object_is_rejected(client, body):
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_missing_or_misnamed_field_is_rejected(client):
+    response = client.post("/predict", json={"review": ["good"]})
+    assert response.status_code == 422
+    assert {tuple(error["loc"]) for error in response.json()["detail"]} == {("body", "reviews"), ("body", "review")}
+
+
+def test_too_many_reviews(make_client):
+    test_client = make_client(max_reviews=3)
+    assert predict(test_client, ["ok"] * 3).status_code == 200
+    response = predict(test_client, ["ok"] * 4)
+    assert response.status_code == 422
+    assert "too many reviews: 4, at most 3 per request (SENTIMENT_MAX_REVIEWS)" in error_messages(response)
+
+
+def test_default_limit_is_256_reviews(client):
+    assert predict(client, ["ok"] * 256).status_code == 200
+    assert predict(client, ["ok"] * 257).status_code == 422
+
+
+def test_review_too_long(make_client):
+    test_client = make_client(max_review_chars=50)
+    assert predict(test_client, ["x" * 50]).status_code == 200
+    response = predict(test_client, ["fine", "x" * 51])
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "reviews", 1]
+    assert "review 1 has 51 characters, at most 50" in error_messages(response)
+
+
+def test_default_limit_is_100000_characters(client):
+    assert predict(client, ["good " * 20_000]).status_code == 200
+    assert predict(client, ["good " * 20_000 + "x"]).status_code == 422
+
+
+def test_body_over_the_size_limit_is_413(make_client):
+    test_client = make_client(max_body_bytes=1_000)
+    assert predict(test_client, ["x" * 900]).status_code == 200
+    response = predict(test_client, ["x" * 1_000])
+    assert response.status_code == 413
+    assert "larger than 1000 bytes (SENTIMENT_MAX_BODY_BYTES)" in response.json()["detail"]
+
+
+def test_streamed_body_over_the_size_limit_is_413(make_client):
+    test_client = make_client(max_body_bytes=1_000)
+
+    def chunks():
+        yield b'{"reviews": ["'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"]}'
+
+    response = test_client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+# ---- other endpoints
+
+
+def test_models_lists_metadata(client):
+    body = client.get("/models").json()
+    assert [model["name"] for model in body["models"]] == MODEL_NAMES
+    for model in body["models"]:
+        metadata = read_metadata(model["name"])
+        assert model["test_accuracy"] == metadata["test_metrics"]["accuracy"]
+        assert model["parameters"] == metadata["parameters"]
+        assert model["max_len"] == 500 and model["num_words"] == 10_000
+        assert model["onnx_sha256"] == metadata["onnx_sha256"]
+        assert model["default"] == (model["name"] == body["default"])
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"ready": True, "models": MODEL_NAMES, "failed": {}}
+
+
+def test_not_ready_until_warm_up_is_done(monkeypatch):
+    release = threading.Event()
+    original = ModelRepository.warm_up
+
+    def slow_warm_up(self):
+        release.wait(10)
+        original(self)
+
+    monkeypatch.setattr(ModelRepository, "warm_up", slow_warm_up)
+    with TestClient(create_app(Settings(model_dir=MODELS_DIR))) as test_client:
+        response = test_client.get("/readyz")
+        assert response.status_code == 503 and response.json()["ready"] is False
+        assert test_client.get("/healthz").status_code == 200
+        release.set()
+        wait_until_ready(test_client)
+
+
+def test_metrics_count_requests_reviews_and_batches(client):
+    def sample(text: str, name: str) -> float:
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " ")]
+        return values[0] if values else 0.0
+
+    before = client.get("/metrics").text
+    predict(client, ["good", "bad", "fine"], ["conv_lstm"])
+    predict(client, ["good"], ["nope"])
+    after = client.get("/metrics").text
+    for name, increase in [
+        ('sentiment_reviews_scored_total{model="conv_lstm"}', 3),
+        ('sentiment_predict_requests_total{model="conv_lstm",status="ok"}', 1),
+        ('sentiment_http_requests_total{method="POST",path="/predict",status="422"}', 1),
+        ('sentiment_http_requests_total{method="POST",path="/predict",status="200"}', 1),
+        ('sentiment_model_batch_size_count{model="conv_lstm"}', 1),
+        ('sentiment_predict_duration_seconds_count{model="conv_lstm"}', 1),
+    ]:
+        assert sample(after, name) - sample(before, name) == increase, name
+
+
+def test_openapi_documents_the_api_with_examples(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/models", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
+    predict_op = schema["paths"]["/predict"]["post"]
+    assert {"413", "422", "503"} <= set(predict_op["responses"])
+    assert "examples" in schema["components"]["schemas"]["PredictRequest"]
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.fixture
+def access_log(caplog):
+    """caplog for the access logger, which does not propagate to the root logger."""
+    logger = logging.getLogger("service.access")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_one_log_line_per_request_without_review_text(client, access_log):
+    caplog = access_log
+    secret = "a uniquely identifiable review text"
+    predict(client, [secret, "another"], ["conv1d"])
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "service.access"]
+    assert len(lines) == 1
+    assert lines[0]["models"] == ["conv1d"] and lines[0]["reviews"] == 2 and lines[0]["status"] == 200
+    assert lines[0]["latency_ms"] > 0
+    assert secret not in caplog.text
+
+
+def test_review_text_is_logged_only_when_configured(make_client, access_log):
+    test_client = make_client(log_reviews=True)
+    predict(test_client, ["a uniquely identifiable review text"])
+    assert "a uniquely identifiable review text" in access_log.text
+
+
+def test_a_failing_model_gives_503_for_that_model_only(make_client):
+    test_client = make_client()
+    wait_until_ready(test_client)
+    repository = test_client.app.state.repository
+
+    def broken(tokens):
+        raise RuntimeError("onnxruntime exploded")
+
+    test_client.app.state.batchers["conv_lstm"]._predict = broken
+    response = predict(test_client, ["good"], ["conv_lstm"])
+    assert response.status_code == 503
+    assert "model conv_lstm failed" in response.json()["detail"]
+    assert predict(test_client, ["good"], ["conv1d"]).status_code == 200
+    assert repository.ready
+
+
+def test_runtime_does_not_import_tensorflow():
+    code = ("import sys; import service.app, training.tokenizer; "
+            "assert not any(name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx') for name in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from training.tokenizer import (
+    KERAS_FILTERS,
+    OOV,
+    START,
+    Tokenizer,
+    load_word_index,
+    pad_sequences,
+    save_word_index,
+    text_to_words,
+    vocabulary_subset,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(imdb_word_index):
+    return Tokenizer(imdb_word_index, num_words=10_000, max_len=500)
+
+
+def test_known_words_get_rank_plus_three(tokenizer):
+    # ranks in the Keras IMDB word index: the=1, and=2, a=3, of=4, br=7, movie=17, film=19, it's=42, great=84
+    assert tokenizer.encode("the and a of br movie film it's great") == [START, 4, 5, 6, 7, 10, 20, 22, 45, 87]
+
+
+def test_html_line_break_becomes_the_word_br(tokenizer):
+    assert text_to_words("Good.<br /><br />Bad") == ["good", "br", "br", "bad"]
+    assert tokenizer.encode("<br />") == [START, 10]
+
+
+def test_every_keras_filter_is_a_separator_and_the_apostrophe_is_kept():
+    text = "".join(f"a{separator}" for separator in KERAS_FILTERS) + "z"
+    assert text_to_words(text) == ["a"] * len(KERAS_FILTERS) + ["z"]
+    assert text_to_words("Don't stop: it's O'Brien's!") == ["don't", "stop", "it's", "o'brien's"]
+
+
+def test_case_is_folded(tokenizer):
+    assert tokenizer.encode("GREAT Movie") == tokenizer.encode("great movie")
+
+
+def test_unknown_and_rare_words_are_oov(tokenizer, imdb_word_index):
+    rare = next(word for word, rank in imdb_word_index.items() if rank == 20_000)
+    assert tokenizer.encode(f"zzqqxxnotaword {rare}") == [START, OOV, OOV]
+
+
+def test_vocabulary_boundary_is_num_words(imdb_word_index):
+    last_kept = next(word for word, rank in imdb_word_index.items() if rank == 9_996)  # index 9,999
+    first_dropped = next(word for word, rank in imdb_word_index.items() if rank == 9_997)  # index 10,000
+    assert Tokenizer(imdb_word_index, 10_000, 10).encode(f"{last_kept} {first_dropped}") == [START, 9_999, OOV]
+
+
+def test_non_ascii_text_is_kept_whole():
+    assert text_to_words("Café — naïve «film» 映画 😀") == ["café", "—", "naïve", "«film»", "映画", "😀"]
+
+
+def test_other_whitespace_splits_words():
+    assert text_to_words("one\ttwo\nthree\r\nfour\u00a0five") == ["one", "two", "three", "four", "five"]
+
+
+def test_empty_text_is_just_the_start_token(tokenizer):
+    assert tokenizer.encode("") == [START]
+    batch = tokenizer.encode_batch(["", "!!!"])
+    assert batch.shape == (2, 500) and batch.dtype == np.int32
+    assert batch[:, -1].tolist() == [START, START] and not batch[:, :-1].any()
+
+
+def test_short_reviews_are_padded_at_the_front(tokenizer):
+    (row,) = tokenizer.encode_batch(["great movie"])
+    assert row[-3:].tolist() == [START, 87, 20]
+    assert not row[:-3].any()
+
+
+def test_long_reviews_keep_their_last_tokens(tokenizer):
+    words = ["the"] * 600 + ["great", "movie"]
+    (row,) = tokenizer.encode_batch([" ".join(words)])
+    assert row.tolist() == [4] * 498 + [87, 20]  # the start token and the first 102 words are cut
+
+
+def test_pad_sequences_matches_keras_defaults():
+    import keras
+
+    sequences = [[1, 2, 3], [], list(range(1, 12)), [7]]
+    expected = keras.utils.pad_sequences(sequences, maxlen=5)
+    np.testing.assert_array_equal(pad_sequences(sequences, 5), expected)
+
+
+def test_vocabulary_subset_round_trips(tmp_path, imdb_word_index):
+    subset = vocabulary_subset(imdb_word_index, 10_000)
+    assert len(subset) == 9_996 and max(subset.values()) == 9_996
+    checksum = save_word_index(subset, tmp_path / "vocab.json")
+    assert len(checksum) == 64
+    reloaded = load_word_index(tmp_path / "vocab.json")
+    assert Tokenizer(reloaded, 10_000, 500).encode("a great film") == [START, 6, 87, 22]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "non-empty JSON object"),
+    ('{"word": "one"}', "positive integer"),
+])
+def test_bad_vocabulary_files_are_named(tmp_path, content, message):
+    path = tmp_path / "vocab.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_word_index(path)

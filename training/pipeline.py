@@ -1,0 +1,203 @@
+"""Train, evaluate and export the IMDB sentiment models.
+
+    python -m training --data ../shared/data/aclImdb_v1_labeled.tar.gz --out models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.data import OFFICIAL_URL, DataError, download, load_imdb
+from training.tokenizer import Tokenizer, file_sha256, load_word_index, save_word_index, vocabulary_subset
+
+NUM_WORDS = 10_000
+MAX_LEN = 500
+EPOCHS = 10
+BATCH_SIZE = 128
+LEARNING_RATE = 1e-4
+VALIDATION_SPLIT = 0.2
+SEED = 1337
+PARITY_REVIEWS = 512
+DEFAULT_DATA = Path("../shared/data/aclImdb_v1_labeled.tar.gz")
+DEFAULT_WORD_INDEX = Path("../shared/data/imdb_word_index.json")
+DEFAULT_DOWNLOAD_CACHE = Path("data/aclImdb_v1.tar.gz")
+
+log = logging.getLogger("training")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from training.models import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="aclImdb_v1 .tar.gz or extracted aclImdb/ folder (default: %(default)s)")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch the archive from --download-url into --data when it is missing")
+    parser.add_argument("--download-url", default=OFFICIAL_URL, help="(default: %(default)s)")
+    parser.add_argument("--word-index", type=Path, default=DEFAULT_WORD_INDEX,
+                        help="Keras IMDB word index JSON (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", choices=sorted(ARCHITECTURES), default=list(ARCHITECTURES),
+                        help="architectures to train (default: all)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
+    parser.add_argument("--max-len", type=int, default=MAX_LEN, help="tokens per review (default: %(default)s)")
+    parser.add_argument("--num-words", type=int, default=NUM_WORDS, help="vocabulary size (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only N reviews of each split, balanced, for smoke runs (default: all)")
+    parser.add_argument("--seed", type=int, default=SEED, help="(default: %(default)s)")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                        help="Keras fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch")
+    args = parser.parse_args(argv)
+    if args.download and args.data == DEFAULT_DATA and not DEFAULT_DATA.exists():
+        args.data = DEFAULT_DOWNLOAD_CACHE
+    return args
+
+
+def fetch_data(args: argparse.Namespace) -> Path:
+    """The dataset path, downloading the archive first when --download asks for it."""
+    if args.download:
+        return download(args.download_url, args.data)
+    return args.data
+
+
+def balanced_sample(texts: list[str], labels: list[int], limit: int | None, seed: int):
+    labels_array = np.asarray(labels)
+    if limit is None or limit >= len(labels_array):
+        return texts, labels_array
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([
+        rng.choice(np.flatnonzero(labels_array == label), size=count, replace=False)
+        for label, count in ((0, limit // 2), (1, limit - limit // 2))
+    ])
+    chosen.sort()
+    return [texts[i] for i in chosen], labels_array[chosen]
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import sklearn
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        dataset = load_imdb(fetch_data(args))
+        word_index = load_word_index(args.word_index)
+    except (DataError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    # TensorFlow is imported only after the cheap checks, so a bad path fails in a second.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from training import evaluate, export, models
+
+    keras.utils.set_random_seed(args.seed)
+    train_texts, train_labels = balanced_sample(dataset["train"].texts, dataset["train"].labels, args.limit, args.seed)
+    test_texts, test_labels = balanced_sample(dataset["test"].texts, dataset["test"].labels, args.limit, args.seed)
+    log.info("data: %d training and %d test reviews from %s", len(train_texts), len(test_texts), args.data)
+
+    tokenizer = Tokenizer(word_index, args.num_words, args.max_len)
+    x_train, x_test = tokenizer.encode_batch(train_texts), tokenizer.encode_batch(test_texts)
+    # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
+    order = np.random.default_rng(args.seed).permutation(len(x_train))
+    x_train, y_train = x_train[order], train_labels[order].astype("float32")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    vocabulary_file = f"vocab_{args.num_words}.json"
+    vocabulary_sha256 = save_word_index(vocabulary_subset(word_index, args.num_words), args.out / vocabulary_file)
+    versions = library_versions()
+
+    for name in args.models:
+        keras.utils.set_random_seed(args.seed)
+        model = models.build(name, args.num_words, args.max_len)
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=LEARNING_RATE),
+                      loss="binary_crossentropy", metrics=["accuracy"])
+        model.summary(print_fn=log.info)
+
+        best = models.BestEpochWeights()
+        started = time.perf_counter()
+        history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                            validation_split=VALIDATION_SPLIT, callbacks=[best], verbose=args.verbose)
+        seconds = time.perf_counter() - started
+        history = {key: [float(value) for value in values] for key, values in history.history.items()}
+        for epoch in range(len(history["loss"])):
+            log.info("%s epoch %d: %s", name, epoch + 1,
+                     ", ".join(f"{key}={values[epoch]:.4f}" for key, values in history.items()))
+
+        test_scores = model.predict(x_test, batch_size=512, verbose=0).reshape(-1)
+        metrics = evaluate.test_metrics(test_labels, test_scores)
+        log.info("%s test: accuracy=%.4f loss=%.4f roc_auc=%.4f f1=%.4f", name,
+                 metrics["accuracy"], metrics["loss"], metrics["roc_auc"], metrics["f1"])
+
+        onnx_bytes = export.to_onnx(model, args.max_len)
+        parity = export.check_parity(onnx_bytes, test_scores[:PARITY_REVIEWS], x_test[:PARITY_REVIEWS])
+        log.info("%s ONNX parity on %d test reviews: max |difference| = %.2e",
+                 name, min(PARITY_REVIEWS, len(x_test)), parity)
+
+        onnx_path = args.out / f"{name}.onnx"
+        onnx_path.write_bytes(onnx_bytes)
+        metadata = {
+            "name": name,
+            "architecture": models.describe(model),
+            "parameters": int(model.count_params()),
+            "max_len": args.max_len,
+            "num_words": args.num_words,
+            "input": {"name": export.INPUT_NAME, "dtype": "int32", "shape": [None, args.max_len]},
+            "output": {"shape": [None, 1], "meaning": "probability that the review is positive"},
+            "vocabulary": {"file": vocabulary_file, "sha256": vocabulary_sha256},
+            "onnx_sha256": file_sha256(onnx_path),
+            "onnx_bytes": onnx_path.stat().st_size,
+            "onnx_opset": export.OPSET,
+            "parity_max_abs_diff": parity,
+            "test_metrics": metrics,
+            "training": {
+                "optimizer": "RMSprop", "learning_rate": LEARNING_RATE, "loss": "binary_crossentropy",
+                "epochs": args.epochs, "batch_size": args.batch_size, "validation_split": VALIDATION_SPLIT,
+                "seed": args.seed, "train_reviews": len(x_train), "test_reviews": len(x_test),
+                "best_epoch": best.best_epoch, "best_val_accuracy": float(best.best_value),
+                "seconds": round(seconds, 1), "data": str(args.data),
+            },
+            "library_versions": versions,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (args.out / f"{name}.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        (args.out / f"{name}_history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+        evaluate.plot_history(history, f"{name}: training and validation", args.out / f"{name}_history.png")
+        log.info("%s written to %s (%.0f s of training)", name, onnx_path, seconds)
+
+    # The report covers every model in the folder, not only the ones this run trained.
+    everything = [json.loads(path.with_suffix(".json").read_text()) for path in sorted(args.out.glob("*.onnx"))
+                  if path.with_suffix(".json").exists()]
+    evaluate.write_report(everything, args.out / "REPORT.md")
+    log.info("report written to %s", args.out / "REPORT.md")
+    return 0
+
