@@ -11,12 +11,13 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import metrics
+from service import metrics, security
 from service.batching import Batcher, BatcherClosedError
 from service.config import Settings
 from service.middleware import AccessLog, BodySizeLimit
@@ -41,6 +42,7 @@ log = logging.getLogger("service")
 INLINE_TOKENIZE_CHARS = 20_000
 
 ERRORS = {
+    401: {"model": ErrorResponse, "description": "API keys are configured and X-API-Key is missing or wrong."},
     413: {"model": ErrorResponse, "description": "Request body over SENTIMENT_MAX_BODY_BYTES."},
     422: {"model": ErrorResponse, "description": "Invalid body, review or model name; `detail` says what to fix."},
     503: {"model": ErrorResponse, "description": "A model failed, timed out or is shutting down."},
@@ -86,12 +88,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _configure_logging(settings.log_level)
+    security.configure(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_exception_handler(ServiceUnavailable, _service_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema plus what is only known at run time: the loaded model names and the limits."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        settings: Settings = app.state.settings
+        reviews = schema["components"]["schemas"]["PredictRequest"]["properties"]["reviews"]
+        reviews["maxItems"] = settings.max_reviews
+        reviews["items"]["maxLength"] = settings.max_review_chars
+        repository = getattr(app.state, "repository", None)
+        if repository is not None:
+            (model,) = (p for p in schema["paths"]["/predict"]["post"]["parameters"] if p["name"] == "model")
+            names = {"type": "string", "enum": [*repository.names, "all"]}
+            model["schema"] = {"anyOf": [{"type": "array", "items": names}, {"type": "null"}]}
+        # Any model that /models lists can be asked for by name (also what stateful API testers follow).
+        schema["paths"]["/models"]["get"]["responses"]["200"]["links"] = {
+            "PredictWithDefaultModel": {"operationId": "predict", "parameters": {"model": "$response.body#/default"}},
+        }
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _configure_logging(level: str) -> None:
@@ -121,10 +147,23 @@ async def _service_unavailable(request: Request, error: ServiceUnavailable) -> J
     return JSONResponse({"detail": error.message}, status_code=503, headers={"Retry-After": "1"})
 
 
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 format without echoing the input back: it can be megabytes of review text, or a
+    value such as Infinity that JSON cannot carry."""
+    detail = []
+    for item in error.errors():
+        entry = {key: item[key] for key in ("type", "loc", "msg")}
+        context = {key: value for key, value in item.get("ctx", {}).items() if isinstance(value, (str, int))}
+        if context:  # e.g. the JSON decoder's reason, or a length limit
+            entry["ctx"] = context
+        detail.append(entry)
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
     # FastAPI turns a body it cannot decode into a bare 400 "error parsing the body"; say what to fix.
     if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
-        return await request_validation_exception_handler(request, _invalid(
+        return await _validation_error(request, _invalid(
             ("body",), f"request body is not valid UTF-8 JSON ({error.__cause__.reason} at byte "
             f"{error.__cause__.start}); send UTF-8 encoded JSON", None))
     return await http_exception_handler(request, error)
@@ -171,8 +210,10 @@ async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np
 
 
 def _add_routes(app: FastAPI) -> None:
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=["inference"],
-              summary="Score reviews with one model or compare several")
+    protected = [Depends(security.require_api_key)]
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=["inference"], operation_id="predict",
+              dependencies=protected, summary="Score reviews with one model or compare several")
     async def predict(
         body: PredictRequest,
         request: Request,
@@ -221,7 +262,9 @@ def _add_routes(app: FastAPI) -> None:
             summary = agreement([r.model for r in results], [[p.label for p in r.predictions] for r in results])
         return PredictResponse(results=results, agreement=summary)
 
-    @app.get("/models", response_model=ModelsResponse, tags=["models"], summary="Loaded models and their metadata")
+    @app.get("/models", response_model=ModelsResponse, tags=["models"], operation_id="list_models",
+             dependencies=protected,
+             summary="Loaded models and their metadata")
     async def list_models(repository: Annotated[ModelRepository, Depends(get_repository)]) -> ModelsResponse:
         return ModelsResponse(default=repository.default_name, models=[
             ModelInfo(
@@ -246,7 +289,7 @@ def _add_routes(app: FastAPI) -> None:
         body = ReadyResponse(ready=repository.ready, models=repository.names, failed=repository.failed)
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=protected,
              response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus_metrics() -> Response:
         payload, content_type = metrics.render()

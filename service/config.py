@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,5 +30,30 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(64, ge=1, description="Most reviews gathered into one model call.")
     batch_max_wait_ms: float = Field(
         2.0, ge=0, description="Longest the batcher keeps gathering while requests keep arriving.")
+    graceful_shutdown_seconds: float = Field(
+        20.0, gt=0, description="On SIGTERM, how long in-flight requests may take to finish.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; when set, requests need X-API-Key.")
+    api_keys_file: Path | None = Field(None, description="File with one API key per line (e.g. a mounted secret).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS; none by default.")
     log_reviews: bool = Field(False, description="Log review text (off: logs carry counts and timings only).")
     log_level: str = "info"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def split_commas(cls, value):
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    def accepted_api_keys(self) -> list[str]:
+        """The keys from SENTIMENT_API_KEYS and SENTIMENT_API_KEYS_FILE; empty means no authentication."""
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            except OSError as error:
+                raise ValueError(f"cannot read SENTIMENT_API_KEYS_FILE {self.api_keys_file}: {error}") from None
+            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return keys

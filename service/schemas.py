@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema, field_validator
 
 POSITIVE_EXAMPLE = "One of the best films I have seen in years: moving, funny and beautifully acted."
 NEGATIVE_EXAMPLE = "A dull, lifeless mess. The plot makes no sense and the acting is painfully bad."
+# A character that is not whitespace to Python's str.split(), which the tokenizer uses; spelled out
+# because a JSON-schema (ECMAScript) \S disagrees with Python on a few characters such as U+0085.
+HAS_TEXT_PATTERN = "[^\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class PredictRequest(BaseModel):
@@ -16,7 +19,9 @@ class PredictRequest(BaseModel):
         json_schema_extra={"examples": [{"reviews": [POSITIVE_EXAMPLE, NEGATIVE_EXAMPLE]}]},
     )
 
-    reviews: list[StrictStr] = Field(
+    # The "some non-space text" rule is enforced by the validator below, with a clearer message.
+    reviews: list[Annotated[StrictStr, WithJsonSchema(
+        {"type": "string", "minLength": 1, "pattern": HAS_TEXT_PATTERN})]] = Field(
         min_length=1, description="Raw review texts, in the order the predictions should come back.")
 
     @field_validator("reviews")

@@ -1,9 +1,17 @@
+import contextlib
 import io
 import json
 import os
 import random
+import socket
+import subprocess
+import sys
 import tarfile
+import tempfile
+import time
 from pathlib import Path
+
+import httpx
 
 import pytest
 
@@ -69,3 +77,43 @@ def sample_archive(tmp_path_factory, imdb_dataset) -> Path:
 
 def read_metadata(name: str) -> dict:
     return json.loads((MODELS_DIR / f"{name}.json").read_text())
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak-seconds", type=float, default=8.0,
+                     help="how long the load/soak test drives the server (default: 8 s; CI uses the default)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(**settings: str):
+    """`python -m service` on a free loopback port, ready; yields (base URL, process)."""
+    port = free_port()
+    env = {**os.environ, "SENTIMENT_HOST": "127.0.0.1", "SENTIMENT_PORT": str(port),
+           "SENTIMENT_MODEL_DIR": str(MODELS_DIR), **{f"SENTIMENT_{k.upper()}": v for k, v in settings.items()}}
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would stall the server
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, text=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"server exited: {log.read()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "server did not become ready within 60 s"
+            time.sleep(0.1)
+        yield base_url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+        log.close()

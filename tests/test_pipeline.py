@@ -15,7 +15,7 @@ from training.tokenizer import Tokenizer, file_sha256, load_word_index
 def smoke_run(sample_archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
     code = pipeline.main(["--data", str(sample_archive), "--out", str(out), "--epochs", "1", "--max-len", "120",
-                          "--verbose", "0"])
+                          "--verbose", "0", "--seeds", "5", "6"])
     assert code == 0
     return out
 
@@ -37,6 +37,10 @@ def test_metadata_describes_the_export(smoke_run, name):
     assert metadata["test_metrics"]["reviews"] == 200
     assert set(metadata["test_metrics"]) >= {"accuracy", "loss", "roc_auc", "f1", "confusion_matrix"}
     assert metadata["training"]["train_reviews"] == 200 and metadata["training"]["epochs"] == 1
+    candidates = metadata["training"]["seed_candidates"]
+    assert [run["seed"] for run in candidates] == [5, 6]
+    assert metadata["training"]["best_val_accuracy"] == max(run["best_val_accuracy"] for run in candidates)
+    assert (smoke_run / "keras" / f"{name}.weights.h5").is_file()
     assert {"tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(metadata["library_versions"])
     history = json.loads((smoke_run / f"{name}_history.json").read_text())
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"} and len(history["loss"]) == 1
@@ -58,6 +62,7 @@ def test_report_answers_which_model_is_better(smoke_run):
     report = (smoke_run / "REPORT.md").read_text()
     assert "has the better test accuracy" in report
     assert "conv1d_history.png" in report and "conv_lstm_history.png" in report
+    assert "## Seed selection" in report
 
 
 def test_parity_check_fails_loudly():

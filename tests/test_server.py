@@ -1,46 +1,15 @@
 """The real server: `python -m service` under uvicorn on a free loopback port, spoken to over HTTP."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
 
-from tests.conftest import MODELS_DIR, REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import running_server
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {**os.environ, "SENTIMENT_PORT": str(port), "SENTIMENT_HOST": "127.0.0.1",
-           "SENTIMENT_MODEL_DIR": str(MODELS_DIR)}
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"server exited: {process.stdout.read()}"
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError("server did not become ready within 60 s")
-    yield base_url, process
-    process.terminate()
-    process.wait(timeout=20)
+    with running_server() as running:
+        yield running
 
 
 def test_predicts_over_http(server):

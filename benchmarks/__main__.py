@@ -1,0 +1,223 @@
+"""Throughput and latency, measured side by side on this machine:
+
+(a) the limit: onnxruntime in-process on pre-tokenized batches;
+(b) the service over HTTP on loopback, driven by a load generator in another process;
+(c) the naive baseline: Keras ``model.predict`` per request in a minimal FastAPI app.
+
+    python -m benchmarks            # writes benchmarks/results/latest.{md,json}
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+
+from training.data import load_imdb
+from training.tokenizer import Tokenizer, load_word_index
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
+SERVICE_SCENARIOS = [(1, 1), (8, 1), (32, 1), (128, 1), (8, 32)]  # (concurrency, reviews per request)
+NAIVE_SCENARIOS = [(1, 1), (32, 1)]
+LIMIT_BATCH_SIZES = [1, 8, 32, 64, 128]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
+
+
+def measure_limit(model_path: Path, tokens: np.ndarray, threads: int, seconds: float) -> dict[int, float]:
+    """Reviews/s of bare onnxruntime at each batch size."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    results = {}
+    for batch_size in LIMIT_BATCH_SIZES:
+        batches = [tokens[i:i + batch_size] for i in range(0, len(tokens) - batch_size + 1, batch_size)]
+        session.run(None, {name: batches[0]})
+        done, started, index = 0, time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            session.run(None, {name: batches[index % len(batches)]})
+            done += batch_size
+            index += 1
+        results[batch_size] = done / (time.perf_counter() - started)
+    return results
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict, port: int, ready_path: str, log_path: Path):
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited; see {log_path}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code in (200, 405):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start; see {log_path}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def load(url: str, bodies_file: Path, concurrency: int, duration: float) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies_file),
+         "--concurrency", str(concurrency), "--duration", str(duration)],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+def write_bodies(reviews: list[str], per_request: int, folder: Path) -> Path:
+    bodies = [{"reviews": reviews[i:i + per_request]} for i in range(0, len(reviews) - per_request + 1, per_request)]
+    path = folder / f"bodies_{per_request}.json"
+    path.write_text(json.dumps(bodies))
+    return path
+
+
+def run_scenarios(url: str, scenarios, reviews, folder: Path, duration: float, label: str) -> list[dict]:
+    rows = []
+    for concurrency, per_request in scenarios:
+        result = load(url, write_bodies(reviews, per_request, folder), concurrency, duration)
+        result.update(reviews_per_request=per_request, reviews_per_s=result["requests_per_s"] * per_request)
+        print(f"  {label} c={concurrency:<3} {per_request:>2}/req: {result['reviews_per_s']:8.1f} reviews/s  "
+              f"p50 {result['p50_ms']:.2f} ms  p95 {result['p95_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+              f"errors {result['errors']}", flush=True)
+        rows.append(result)
+    return rows
+
+
+def markdown(report: dict) -> str:
+    limit, model = report["limit"], report["model"]
+    lines = [
+        f"Benchmark of `{model}` on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
+        f"{report['date']}; `python -m benchmarks`, {report['duration_s']:.0f} s per scenario.",
+        "",
+        "| what | concurrency | reviews/request | reviews/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for threads, by_batch in limit["by_threads"].items():
+        for batch_size, rate in by_batch.items():
+            lines.append(f"| (a) onnxruntime in-process, {threads} thread(s), batch {batch_size} | – | – "
+                         f"| {rate:,.0f} | | | | |")
+    for label, rows in (("(b) service over HTTP", report["service"]), ("(c) naive Keras server", report["naive"])):
+        for row in rows:
+            lines.append(f"| {label} | {row['concurrency']} | {row['reviews_per_request']} | {row['reviews_per_s']:,.0f} "
+                         f"| {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |")
+    ratios = report["ratios"]
+    lines += [
+        "",
+        f"- Limit (a): {limit['best']:,.0f} reviews/s (best batch size and thread count).",
+        f"- (b)/(a) at concurrency 32, 1 review/request: **{ratios['service_c32_over_limit']:.2f}** (target ≥ 0.5).",
+        f"- (b) p50 at concurrency 1: **{ratios['service_c1_p50_ms']:.2f} ms** (target < 3 ms).",
+    ]
+    if ratios.get("service_over_naive_c32") is not None:
+        lines.append(f"- (b)/(c) at concurrency 32: **{ratios['service_over_naive_c32']:.0f}×** (target ≥ 50×).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="conv1d")
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="IMDB archive for real review payloads")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per scenario")
+    parser.add_argument("--workers", type=int, default=1, help="service uvicorn workers")
+    parser.add_argument("--skip-naive", action="store_true", help="skip the Keras baseline (needs TensorFlow)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+
+    test = load_imdb(args.data)["test"]
+    reviews = random.Random(0).sample(test.texts, 4096)
+    metadata = json.loads((args.model_dir / f"{args.model}.json").read_text())
+    tokenizer = Tokenizer(load_word_index(args.model_dir / metadata["vocabulary"]["file"]),
+                          metadata["num_words"], metadata["max_len"])
+    tokens = tokenizer.encode_batch(reviews)
+    started = time.perf_counter()
+    tokenizer.encode_batch(reviews[:1000])
+    tokenize_us = (time.perf_counter() - started) / 1000 * 1e6
+    words = np.mean([len(r.split()) for r in reviews[:1000]])
+    print(f"tokenization: {tokenize_us:.1f} µs per review ({words:.0f} words on average)", flush=True)
+
+    print("(a) onnxruntime in-process", flush=True)
+    by_threads = {threads: measure_limit(args.model_dir / f"{args.model}.onnx", tokens, threads, 2.0)
+                  for threads in (1, os.cpu_count())}
+    for threads, by_batch in by_threads.items():
+        print("  " + ", ".join(f"{threads} thr batch {b}: {r:,.0f}/s" for b, r in by_batch.items()), flush=True)
+    best_limit = max(rate for by_batch in by_threads.values() for rate in by_batch.values())
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        port = free_port()
+        print(f"(b) service, {args.workers} worker(s)", flush=True)
+        env = {"SENTIMENT_PORT": str(port), "SENTIMENT_MODEL_DIR": str(args.model_dir),
+               "SENTIMENT_WORKERS": str(args.workers)}
+        with server([sys.executable, "-m", "service"], env, port, "/readyz", folder / "service.log") as url:
+            service_rows = run_scenarios(f"{url}/predict?model={args.model}", SERVICE_SCENARIOS, reviews, folder,
+                                         args.duration, "service")
+        naive_rows = []
+        if not args.skip_naive:
+            port = free_port()
+            print("(c) naive Keras baseline", flush=True)
+            command = [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--port", str(port),
+                       "--log-level", "warning"]
+            env = {"NAIVE_MODEL": args.model, "NAIVE_MODEL_DIR": str(args.model_dir)}
+            with server(command, env, port, "/predict", folder / "naive.log") as url:
+                naive_rows = run_scenarios(f"{url}/predict", NAIVE_SCENARIOS, reviews, folder, args.duration, "naive")
+
+    def row(rows, concurrency, per_request=1):
+        return next(r for r in rows if r["concurrency"] == concurrency and r["reviews_per_request"] == per_request)
+
+    ratios = {
+        "service_c32_over_limit": row(service_rows, 32)["reviews_per_s"] / best_limit,
+        "service_c1_p50_ms": row(service_rows, 1)["p50_ms"],
+        "service_over_naive_c32": (row(service_rows, 32)["reviews_per_s"] / row(naive_rows, 32)["reviews_per_s"]
+                                   if naive_rows else None),
+    }
+    report = {
+        "model": args.model, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(), "duration_s": args.duration, "workers": args.workers,
+        "tokenize_us_per_review": tokenize_us,
+        "limit": {"best": best_limit, "by_threads": by_threads},
+        "service": service_rows, "naive": naive_rows, "ratios": ratios,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "latest.md").write_text(markdown(report))
+    print("\n" + markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""A small closed-loop HTTP/1.1 load generator on asyncio streams (keep-alive, one request in flight
+per connection). It is far lighter than an HTTP client library, so on a 2-core machine it leaves
+most of the CPU to the server being measured.
+
+    python -m benchmarks.loadgen --url http://127.0.0.1:8000/predict?model=conv1d \
+        --bodies bodies.json --concurrency 32 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
+
+
+def encode_requests(url: str, bodies: list[bytes]) -> tuple[str, int, list[bytes]]:
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    head = (f"POST {target} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+            "Content-Type: application/json\r\nConnection: keep-alive\r\n")
+    return parts.hostname, parts.port, [
+        f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float) -> dict:
+    host, port, requests = encode_requests(url, bodies)
+    latencies: list[float] = []
+    errors = 0
+    started = time.perf_counter()
+    measure_from, stop_at = started + warmup, started + warmup + duration
+
+    async def connection(offset: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        index = offset
+        try:
+            while (now := time.perf_counter()) < stop_at:
+                writer.write(requests[index % len(requests)])
+                index += concurrency
+                try:
+                    status = await _read_response(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    status = 0
+                done = time.perf_counter()
+                if now >= measure_from:
+                    latencies.append(done - now)
+                    errors += status != 200
+                if status == 0:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - measure_from
+    values = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": int(errors),
+        "seconds": round(elapsed, 3),
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(values, 50)) if len(values) else None,
+        "p95_ms": float(np.percentile(values, 95)) if len(values) else None,
+        "p99_ms": float(np.percentile(values, 99)) if len(values) else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--bodies", required=True, help="JSON file: a list of request bodies (objects)")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    args = parser.parse_args()
+    with open(args.bodies, encoding="utf-8") as handle:
+        bodies = [json.dumps(body).encode() for body in json.load(handle)]
+    import uvloop
+
+    print(json.dumps(uvloop.run(run(args.url, bodies, args.concurrency, args.duration, args.warmup))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Property-based and fuzz tests: schemathesis against the service's own OpenAPI schema (positive and
+negative data), hypothesis against the tokenizer and the raw request body. Nothing may answer 5xx."""
+
+import json
+
+import numpy as np
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import MODELS_DIR, WORD_INDEX
+from training.tokenizer import START, Tokenizer, load_word_index, text_to_words
+
+# Small limits, so generated data reaches them.
+SMALL_LIMITS = {"model_dir": MODELS_DIR, "max_reviews": 8, "max_review_chars": 2_000, "max_body_bytes": 50_000}
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings(**SMALL_LIMITS)))
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def assert_helpful(response) -> None:
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        detail = response.json()["detail"]
+        assert detail, "a 4xx must say what to fix"
+        if isinstance(detail, list):
+            assert all(error["msg"] and error["loc"] for error in detail)
+
+
+@schema.parametrize()
+@FUZZ
+def test_every_operation_conforms_and_never_fails(case):
+    response = case.call()
+    assert_helpful(response)
+    case.validate_response(response)
+
+
+TestStateful = schema.as_state_machine().TestCase
+TestStateful.settings = settings(max_examples=20, stateful_step_count=5, deadline=None,
+                                 suppress_health_check=list(HealthCheck))
+
+# ---- raw bodies and arbitrary text through the HTTP layer
+
+client_context = TestClient(create_app(Settings(**SMALL_LIMITS)))  # its own app: schemathesis ends its lifespans
+
+
+def setup_module():
+    client_context.__enter__()
+
+
+def teardown_module():
+    client_context.__exit__(None, None, None)
+
+
+@given(st.binary(max_size=300))
+@FUZZ
+def test_arbitrary_bytes_as_body_get_a_clear_4xx(body):
+    response = client_context.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert_helpful(response)
+
+
+@given(st.lists(st.text(min_size=1, max_size=300), min_size=1, max_size=8))
+@FUZZ
+def test_arbitrary_unicode_reviews_are_scored_or_rejected_clearly(reviews):
+    response = client_context.post("/predict", params={"model": "all"}, json={"reviews": reviews})
+    assert_helpful(response)
+    if all(review.strip() for review in reviews):
+        assert response.status_code == 200
+        for result in response.json()["results"]:
+            assert len(result["predictions"]) == len(reviews)
+    else:
+        assert response.status_code == 422
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children,
+                                                                                      max_size=4),
+                    max_leaves=12))
+@FUZZ
+def test_arbitrary_json_values_get_a_clear_answer(value):
+    response = client_context.post("/predict", content=json.dumps({"reviews": value}),
+                                   headers={"content-type": "application/json"})
+    assert_helpful(response)
+
+
+# ---- the tokenizer on hostile text
+
+tokenizer = Tokenizer(load_word_index(WORD_INDEX), num_words=10_000, max_len=500)
+hostile_text = st.one_of(
+    st.text(),                                                          # arbitrary Unicode
+    st.text(st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"])),  # control and space characters
+    st.text(st.sampled_from('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'), max_size=200),  # only punctuation
+    st.text(st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), max_size=50),  # emoji
+    st.builds(lambda word, n: word * n, st.text(min_size=1, max_size=5), st.integers(1, 20_000)),  # very long words
+    st.lists(st.sampled_from(["movie", "фильм", "映画", "فيلم", "película", "🎬"]), max_size=50).map(" ".join),
+)
+
+
+@given(hostile_text)
+@settings(max_examples=300, deadline=None)
+def test_tokenizer_is_total_and_bounded(text):
+    sequence = tokenizer.encode(text)
+    assert sequence[0] == START and all(1 <= index < 10_000 for index in sequence)
+    assert len(sequence) == len(text_to_words(text)) + 1
+    (row,) = tokenizer.encode_batch([text])
+    assert row.shape == (500,) and row.dtype == np.int32
+    assert row[-min(500, len(sequence)):].tolist() == sequence[-500:]
+
+
+@given(hostile_text)
+@settings(max_examples=200, deadline=None)
+def test_words_never_contain_filters_or_whitespace(text):
+    for word in text_to_words(text):
+        assert word and not any(char.isspace() for char in word)
+        assert not set(word) & set('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~')
+        assert word == word.lower()

@@ -1,0 +1,106 @@
+"""Faults and load against the real server: graceful SIGTERM, and a bounded load/soak run."""
+
+import asyncio
+import random
+import signal
+import time
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.conftest import MODELS_DIR, read_metadata, running_server
+from training.tokenizer import Tokenizer, load_word_index
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits(real_test_reviews):
+    texts, _ = real_test_reviews
+    with running_server(graceful_shutdown_seconds="20") as (base_url, process):
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+                in_flight = [asyncio.create_task(client.post("/predict?model=conv_lstm", json={"reviews": texts}))
+                             for _ in range(12)]
+                await asyncio.sleep(0.3)
+                process.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                responses = await asyncio.gather(*in_flight)
+                await asyncio.sleep(0.5)
+                try:
+                    async with httpx.AsyncClient(base_url=base_url, timeout=2) as fresh:
+                        late = await fresh.post("/predict", json={"reviews": ["too late"]})
+                        late_status = late.status_code
+                except httpx.TransportError:
+                    late_status = "refused"
+                return responses, late_status, signalled
+
+        responses, late_status, signalled = asyncio.run(scenario())
+        exit_code = process.wait(timeout=20)
+        assert time.monotonic() - signalled < 20
+    assert [r.status_code for r in responses] == [200] * 12
+    assert all(len(r.json()["results"][0]["predictions"]) == len(texts) for r in responses)
+    assert late_status in ("refused", 503)
+    assert exit_code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+
+
+@pytest.mark.load
+def test_load_and_soak(real_test_reviews, request):
+    """Concurrent clients for a bounded time: no errors, every score equal to onnxruntime run directly,
+    and resident memory that stops growing."""
+    seconds = request.config.getoption("--soak-seconds")
+    texts, _ = real_test_reviews
+    expected = {}
+    for name in ("conv1d", "conv_lstm"):
+        metadata = read_metadata(name)
+        tokenizer = Tokenizer(load_word_index(MODELS_DIR / metadata["vocabulary"]["file"]),
+                              metadata["num_words"], metadata["max_len"])
+        session = ort.InferenceSession(str(MODELS_DIR / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        expected[name] = session.run(None, {"tokens": tokenizer.encode_batch(texts)})[0].reshape(-1)
+
+    with running_server() as (base_url, process):
+        rng = random.Random(1)
+        stats = {"requests": 0, "errors": 0, "mismatches": 0, "reviews": 0}
+        memory = []
+
+        async def client_loop(client, stop_at):
+            while time.monotonic() < stop_at:
+                indices = rng.sample(range(len(texts)), rng.choice([1, 1, 1, 4, 16]))
+                model = rng.choice(["conv1d", "conv_lstm", "all"])
+                response = await client.post("/predict", params={"model": model},
+                                             json={"reviews": [texts[i] for i in indices]})
+                stats["requests"] += 1
+                if response.status_code != 200:
+                    stats["errors"] += 1
+                    continue
+                for result in response.json()["results"]:
+                    served = np.array([p["score"] for p in result["predictions"]])
+                    stats["reviews"] += len(served)
+                    if not np.allclose(served, expected[result["model"]][indices], rtol=0, atol=1e-6):
+                        stats["mismatches"] += 1
+
+        async def sample_memory(stop_at):
+            while time.monotonic() < stop_at:
+                memory.append(rss_mb(process.pid))
+                await asyncio.sleep(seconds / 20)
+
+        async def scenario():
+            stop_at = time.monotonic() + seconds
+            limits = httpx.Limits(max_connections=32)
+            async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+                await asyncio.gather(sample_memory(stop_at), *(client_loop(client, stop_at) for _ in range(32)))
+
+        asyncio.run(scenario())
+
+    half = len(memory) // 2
+    growth_second_half = max(memory[half:]) - memory[half]
+    print(f"\nsoak: {stats['requests']} requests ({stats['reviews']} reviews scored) from 32 concurrent clients "
+          f"in {seconds:.0f} s, {stats['errors']} errors, {stats['mismatches']} mismatches; "
+          f"RSS {memory[0]:.0f} -> {max(memory):.0f} MB peak, {growth_second_half:+.1f} MB in the second half")
+    assert stats["requests"] > 0 and stats["errors"] == 0 and stats["mismatches"] == 0
+    assert growth_second_half < 25, memory
