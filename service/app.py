@@ -112,6 +112,10 @@ def _openapi(app: FastAPI) -> dict:
             (model,) = (p for p in schema["paths"]["/predict"]["post"]["parameters"] if p["name"] == "model")
             names = {"type": "string", "enum": [*repository.names, "all"]}
             model["schema"] = {"anyOf": [{"type": "array", "items": names}, {"type": "null"}]}
+        if not app.state.api_keys:  # authentication is off: the schema should not ask for a key
+            schema.get("components", {}).pop("securitySchemes", None)
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                operation.pop("security", None)
         # Any model that /models lists can be asked for by name (also what stateful API testers follow).
         schema["paths"]["/models"]["get"]["responses"]["200"]["links"] = {
             "PredictWithDefaultModel": {"operationId": "predict", "parameters": {"model": "$response.body#/default"}},
@@ -131,15 +135,15 @@ def _configure_logging(level: str) -> None:
         logger.propagate = False
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_repository(request: Request) -> ModelRepository:
+async def get_repository(request: Request) -> ModelRepository:
     return request.app.state.repository
 
 
-def get_batchers(request: Request) -> dict[str, Batcher]:
+async def get_batchers(request: Request) -> dict[str, Batcher]:
     return request.app.state.batchers
 
 

@@ -23,7 +23,7 @@ def configure(app: FastAPI, settings: Settings) -> None:
                            allow_headers=["Content-Type", API_KEY_HEADER])
 
 
-def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:
+async def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:
     accepted: list[bytes] = request.app.state.api_keys
     if not accepted:
         return

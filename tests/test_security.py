@@ -72,3 +72,11 @@ def test_cors_allows_only_configured_origins():
         assert allowed.headers["access-control-allow-origin"] == "https://a.example"
         other = client.post("/predict", json=BODY, headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_openapi_declares_the_key_only_when_keys_are_configured(keyed_client):
+    secured = keyed_client.get("/openapi.json").json()
+    assert secured["paths"]["/predict"]["post"]["security"] == [{"APIKeyHeader": []}]
+    assert "/healthz" in secured["paths"] and "security" not in secured["paths"]["/healthz"]["get"]
+    with TestClient(create_app(Settings(model_dir=MODELS_DIR))) as open_client:
+        assert "security" not in open_client.get("/openapi.json").json()["paths"]["/predict"]["post"]

@@ -95,15 +95,20 @@ def write_report(results: list[dict], path: Path) -> None:
     lines += ["", "## Training curves (kept run)", ""]
     for meta in ranked:
         lines += [f"### `{meta['name']}`", "", f"![{meta['name']} history]({meta['name']}_history.png)", ""]
-    config = ranked[0]["training"]
     lines += [
         "## Configuration",
         "",
-        f"RMSprop(lr={config['learning_rate']}), binary cross-entropy, {config['epochs']} epochs, "
-        f"batch {config['batch_size']}, validation split {config['validation_split']}, "
-        f"{config['train_reviews']:,} training reviews, sequences of {ranked[0]['max_len']} tokens, "
-        f"vocabulary of {ranked[0]['num_words']:,} indices. The weights of the epoch with the best validation "
-        "accuracy are kept. Each final `Dense(1)` has a sigmoid (the course listing omits it).",
+        "Binary cross-entropy, validation split 0.2, the weights of the epoch with the best validation accuracy "
+        "kept. Every final `Dense(1)` has a sigmoid (the course listing omits it).",
         "",
+        "| model | optimizer | learning rate | epochs run / max | batch | max length | vocabulary | seeds tried |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    for meta in ranked:
+        training = meta["training"]
+        epochs_run = training.get("epochs_run", training["epochs"])
+        lines.append(f"| `{meta['name']}` | {training['optimizer']} | {training['learning_rate']:g} "
+                     f"| {epochs_run} / {training['epochs']} | {training['batch_size']} | {meta['max_len']} "
+                     f"| {meta['num_words']:,} | {len(training.get('seed_candidates', [])) or 1} |")
+    lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,8 +1,13 @@
-"""The two course architectures.
+"""The two architecture families, built from a ``TrainingConfig``.
 
-Both end in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)`` while it
-trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that makes the
-output a probability, and adds no parameters.
+With the course presets they are exactly the course models:
+
+* conv1d: Embedding(10000,128) → Conv1D(32,7,relu) → MaxPooling1D(5) → Conv1D(32,7,relu) → GlobalMaxPooling1D → Dense(1)
+* conv_lstm: Embedding(10000,128) → Conv1D(32,5,relu) → MaxPooling1D(3) → Conv1D(32,5,relu) → LSTM(32) → Dense(1)
+
+Every model ends in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)``
+while it trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that
+makes the output a probability, and adds no parameters.
 """
 
 from __future__ import annotations
@@ -11,49 +16,42 @@ import keras
 import numpy as np
 from keras import layers
 
-EMBEDDING_DIM = 128
-FILTERS = 32
+from training.presets import TrainingConfig
+
+RECURRENT = {
+    "lstm": lambda units: layers.LSTM(units),
+    "gru": lambda units: layers.GRU(units),
+    "bilstm": lambda units: layers.Bidirectional(layers.LSTM(units)),
+    "bigru": lambda units: layers.Bidirectional(layers.GRU(units)),
+}
 
 
-def conv1d(num_words: int, max_len: int) -> keras.Model:
-    return keras.Sequential(
-        [
-            keras.Input((max_len,), dtype="int32", name="tokens"),
-            layers.Embedding(num_words, EMBEDDING_DIM),
-            layers.Conv1D(FILTERS, 7, activation="relu"),
-            layers.MaxPooling1D(5),
-            layers.Conv1D(FILTERS, 7, activation="relu"),
-            layers.GlobalMaxPooling1D(),
-            layers.Dense(1, activation="sigmoid"),
-        ],
-        name="conv1d",
-    )
+def build(name: str, config: TrainingConfig) -> keras.Model:
+    tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
+    x = layers.Embedding(config.num_words, config.embedding_dim)(tokens)
+    if config.spatial_dropout:
+        x = layers.SpatialDropout1D(config.spatial_dropout)(x)
+    x = layers.Conv1D(config.filters, config.kernel_size, activation="relu")(x)
+    x = layers.MaxPooling1D(config.pool_size)(x)
+    features = layers.Conv1D(config.filters, config.kernel_size, activation="relu")(x)
+    if config.family == "conv1d":
+        x = layers.GlobalMaxPooling1D()(features)
+        if config.pooling == "max+avg":
+            x = layers.Concatenate()([x, layers.GlobalAveragePooling1D()(features)])
+    elif config.family == "conv_lstm":
+        x = RECURRENT[config.recurrent](config.recurrent_units)(features)
+    else:
+        raise ValueError(f"unknown architecture family {config.family!r}")
+    if config.dropout:
+        x = layers.Dropout(config.dropout)(x)
+    score = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(tokens, score, name=name)
 
 
-def conv_lstm(num_words: int, max_len: int) -> keras.Model:
-    return keras.Sequential(
-        [
-            keras.Input((max_len,), dtype="int32", name="tokens"),
-            layers.Embedding(num_words, EMBEDDING_DIM),
-            layers.Conv1D(FILTERS, 5, activation="relu"),
-            layers.MaxPooling1D(3),
-            layers.Conv1D(FILTERS, 5, activation="relu"),
-            layers.LSTM(32),
-            layers.Dense(1, activation="sigmoid"),
-        ],
-        name="conv_lstm",
-    )
-
-
-ARCHITECTURES = {"conv1d": conv1d, "conv_lstm": conv_lstm}
-
-
-def build(name: str, num_words: int, max_len: int) -> keras.Model:
-    try:
-        builder = ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
-    return builder(num_words, max_len)
+def compile_for_training(model: keras.Model, config: TrainingConfig) -> None:
+    optimizers = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+    model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate),
+                  loss="binary_crossentropy", metrics=["accuracy"])
 
 
 def describe(model: keras.Model) -> list[dict]:
@@ -66,6 +64,7 @@ def describe(model: keras.Model) -> list[dict]:
             "params": layer.count_params(),
         }
         for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
     ]
 
 

@@ -13,21 +13,17 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from training import presets
 from training.data import OFFICIAL_URL, DataError, download, load_imdb
 from training.tokenizer import Tokenizer, file_sha256, load_word_index, save_word_index, vocabulary_subset
 
-NUM_WORDS = 10_000
-MAX_LEN = 500
-EPOCHS = 10
-BATCH_SIZE = 128
-LEARNING_RATE = 1e-4
 VALIDATION_SPLIT = 0.2
-SEED = 1337  # for sampling with --limit
-SEEDS = (1337, 1, 2, 3)
+SAMPLE_SEED = 1337  # which reviews --limit keeps
 PARITY_REVIEWS = 512
 DEFAULT_DATA = Path("../shared/data/aclImdb_v1_labeled.tar.gz")
 DEFAULT_WORD_INDEX = Path("../shared/data/imdb_word_index.json")
@@ -37,8 +33,6 @@ log = logging.getLogger("training")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from training.models import ARCHITECTURES
-
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="aclImdb_v1 .tar.gz or extracted aclImdb/ folder (default: %(default)s)")
@@ -48,17 +42,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--word-index", type=Path, default=DEFAULT_WORD_INDEX,
                         help="Keras IMDB word index JSON (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default: %(default)s)")
-    parser.add_argument("--models", nargs="+", choices=sorted(ARCHITECTURES), default=list(ARCHITECTURES),
-                        help="architectures to train (default: all)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
-    parser.add_argument("--max-len", type=int, default=MAX_LEN, help="tokens per review (default: %(default)s)")
-    parser.add_argument("--num-words", type=int, default=NUM_WORDS, help="vocabulary size (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", choices=list(presets.PRESETS), default=list(presets.COURSE),
+                        help="presets to train, from training/presets.py (default: the course models)")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only N reviews of each split, balanced, for smoke runs (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
-                        help="train each model once per seed and keep the run with the best validation "
-                             "accuracy (default: %(default)s)")
+    overrides = parser.add_argument_group("overrides of the presets' values (default: the preset's own)")
+    overrides.add_argument("--epochs", type=int)
+    overrides.add_argument("--batch-size", type=int)
+    overrides.add_argument("--max-len", type=int, help="tokens per review")
+    overrides.add_argument("--num-words", type=int, help="vocabulary size")
+    overrides.add_argument("--seeds", type=int, nargs="+",
+                           help="train once per seed and keep the run with the best validation accuracy")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch")
     args = parser.parse_args(argv)
@@ -87,27 +81,37 @@ def balanced_sample(texts: list[str], labels: list[int], limit: int | None, seed
     return [texts[i] for i in chosen], labels_array[chosen]
 
 
-def train_once(keras, models, name: str, seed: int, x_train: np.ndarray, y_train: np.ndarray,
-               args: argparse.Namespace) -> dict:
-    """One seeded training run of the course configuration."""
+def configured(name: str, args: argparse.Namespace) -> presets.TrainingConfig:
+    """The preset with the command line's overrides applied."""
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "max_len": args.max_len,
+                 "num_words": args.num_words, "seeds": tuple(args.seeds) if args.seeds else None}
+    return replace(presets.get(name), **{key: value for key, value in overrides.items() if value is not None})
+
+
+def train_once(keras, models, name: str, config: presets.TrainingConfig, seed: int, x_train: np.ndarray,
+               y_train: np.ndarray, verbose: int) -> dict:
+    """One seeded training run."""
     keras.utils.set_random_seed(seed)
     # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
     order = np.random.default_rng(seed).permutation(len(x_train))
-    model = models.build(name, args.num_words, args.max_len)
-    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=LEARNING_RATE),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+    model = models.build(name, config)
+    models.compile_for_training(model, config)
     model.summary(print_fn=log.info)
     best = models.BestEpochWeights()
+    callbacks = [best]
+    if config.early_stopping_patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience))
     started = time.perf_counter()
-    history = model.fit(x_train[order], y_train[order], epochs=args.epochs, batch_size=args.batch_size,
-                        validation_split=VALIDATION_SPLIT, callbacks=[best], verbose=args.verbose)
+    history = model.fit(x_train[order], y_train[order], epochs=config.epochs, batch_size=config.batch_size,
+                        validation_split=VALIDATION_SPLIT, callbacks=callbacks, verbose=verbose)
     seconds = round(time.perf_counter() - started, 1)
     history = {key: [float(value) for value in values] for key, values in history.history.items()}
     for epoch in range(len(history["loss"])):
         log.info("%s seed %d epoch %d: %s", name, seed, epoch + 1,
                  ", ".join(f"{key}={values[epoch]:.4f}" for key, values in history.items()))
     return {"seed": seed, "model": model, "history": history, "seconds": seconds,
-            "best_epoch": best.best_epoch, "best_val_accuracy": float(best.best_value)}
+            "epochs_run": len(history["loss"]), "best_epoch": best.best_epoch,
+            "best_val_accuracy": float(best.best_value)}
 
 
 def library_versions() -> dict[str, str]:
@@ -146,22 +150,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from training import evaluate, export, models
 
-    train_texts, train_labels = balanced_sample(dataset["train"].texts, dataset["train"].labels, args.limit, SEED)
-    test_texts, test_labels = balanced_sample(dataset["test"].texts, dataset["test"].labels, args.limit, SEED)
-    log.info("data: %d training and %d test reviews from %s", len(train_texts), len(test_texts), args.data)
-
-    tokenizer = Tokenizer(word_index, args.num_words, args.max_len)
-    x_train, x_test = tokenizer.encode_batch(train_texts), tokenizer.encode_batch(test_texts)
+    train_texts, train_labels = balanced_sample(dataset["train"].texts, dataset["train"].labels, args.limit,
+                                                SAMPLE_SEED)
+    test_texts, test_labels = balanced_sample(dataset["test"].texts, dataset["test"].labels, args.limit, SAMPLE_SEED)
     y_train = train_labels.astype("float32")
-
+    log.info("data: %d training and %d test reviews from %s", len(train_texts), len(test_texts), args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    vocabulary_file = f"vocab_{args.num_words}.json"
-    vocabulary_sha256 = save_word_index(vocabulary_subset(word_index, args.num_words), args.out / vocabulary_file)
     versions = library_versions()
 
     for name in args.models:
+        config = configured(name, args)
+        tokenizer = Tokenizer(word_index, config.num_words, config.max_len)
+        x_train, x_test = tokenizer.encode_batch(train_texts), tokenizer.encode_batch(test_texts)
+        vocabulary_file = f"vocab_{config.num_words}.json"
+        vocabulary_sha256 = save_word_index(vocabulary_subset(word_index, config.num_words),
+                                            args.out / vocabulary_file)
+
         # One run per seed; the run with the best validation accuracy is kept. Only that one meets the test set.
-        candidates = [train_once(keras, models, name, seed, x_train, y_train, args) for seed in args.seeds]
+        candidates = [train_once(keras, models, name, config, seed, x_train, y_train, args.verbose)
+                      for seed in config.seeds]
         chosen = max(candidates, key=lambda run: run["best_val_accuracy"])
         model, history, seconds = chosen["model"], chosen["history"], chosen["seconds"]
         log.info("%s: kept seed %d (validation accuracy %.4f) of %s", name, chosen["seed"],
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s test: accuracy=%.4f loss=%.4f roc_auc=%.4f f1=%.4f", name,
                  metrics["accuracy"], metrics["loss"], metrics["roc_auc"], metrics["f1"])
 
-        onnx_bytes = export.to_onnx(model, args.max_len)
+        onnx_bytes = export.to_onnx(model, config.max_len)
         parity = export.check_parity(onnx_bytes, test_scores[:PARITY_REVIEWS], x_test[:PARITY_REVIEWS])
         log.info("%s ONNX parity on %d test reviews: max |difference| = %.2e",
                  name, min(PARITY_REVIEWS, len(x_test)), parity)
@@ -186,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             "name": name,
             "architecture": models.describe(model),
             "parameters": int(model.count_params()),
-            "max_len": args.max_len,
-            "num_words": args.num_words,
-            "input": {"name": export.INPUT_NAME, "dtype": "int32", "shape": [None, args.max_len]},
+            "max_len": config.max_len,
+            "num_words": config.num_words,
+            "input": {"name": export.INPUT_NAME, "dtype": "int32", "shape": [None, config.max_len]},
             "output": {"shape": [None, 1], "meaning": "probability that the review is positive"},
             "vocabulary": {"file": vocabulary_file, "sha256": vocabulary_sha256},
             "onnx_sha256": file_sha256(onnx_path),
@@ -196,12 +203,13 @@ def main(argv: list[str] | None = None) -> int:
             "onnx_opset": export.OPSET,
             "parity_max_abs_diff": parity,
             "test_metrics": metrics,
+            "config": config.to_dict(),
             "training": {
-                "optimizer": "RMSprop", "learning_rate": LEARNING_RATE, "loss": "binary_crossentropy",
-                "epochs": args.epochs, "batch_size": args.batch_size, "validation_split": VALIDATION_SPLIT,
+                "optimizer": config.optimizer, "learning_rate": config.learning_rate, "loss": "binary_crossentropy",
+                "epochs": config.epochs, "batch_size": config.batch_size, "validation_split": VALIDATION_SPLIT,
                 "seed": chosen["seed"], "train_reviews": len(x_train), "test_reviews": len(x_test),
-                "best_epoch": chosen["best_epoch"], "best_val_accuracy": chosen["best_val_accuracy"],
-                "seconds": round(seconds, 1), "data": str(args.data),
+                "epochs_run": chosen["epochs_run"], "best_epoch": chosen["best_epoch"],
+                "best_val_accuracy": chosen["best_val_accuracy"], "seconds": seconds, "data": str(args.data),
                 "seed_candidates": [{key: run[key] for key in ("seed", "best_epoch", "best_val_accuracy", "seconds")}
                                     for run in candidates],
             },

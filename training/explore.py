@@ -1,0 +1,88 @@
+"""Exploration for the course's "Your turn" question 2: variants of both families, each trained once
+(seed 1337) and judged on the validation split only. The test set is not touched here; the winners
+become presets in ``training/presets.py`` and are evaluated once by the pipeline.
+
+    python -m training.explore --out models/experiments.json [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from training import presets
+from training.data import load_imdb
+from training.pipeline import DEFAULT_DATA, DEFAULT_WORD_INDEX, SAMPLE_SEED, VALIDATION_SPLIT, train_once
+from training.tokenizer import Tokenizer, load_word_index
+
+CONV1D, CONV_LSTM = presets.COURSE["conv1d"], presets.COURSE["conv_lstm"]
+ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2, "seeds": (1337,)}
+DROPOUT = {"spatial_dropout": 0.2, "dropout": 0.5}
+
+CANDIDATES: dict[str, presets.TrainingConfig] = {
+    "conv1d_adam": replace(CONV1D, **ADAM),
+    "conv1d_adam_dropout": replace(CONV1D, **ADAM, **DROPOUT),
+    "conv1d_e64_f64_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, embedding_dim=64, filters=64, kernel_size=5,
+                                            pool_size=4, pooling="max+avg", num_words=20_000),
+    "conv1d_f128_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, filters=128, kernel_size=5, pool_size=4,
+                                         pooling="max+avg", num_words=20_000),
+    "conv1d_e64_f64_k5_maxavg_20k_len800": replace(CONV1D, **ADAM, **DROPOUT, embedding_dim=64, filters=64,
+                                                   kernel_size=5, pool_size=4, pooling="max+avg",
+                                                   num_words=20_000, max_len=800),
+    "conv_lstm_adam": replace(CONV_LSTM, **ADAM),
+    "conv_gru_adam_dropout": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, recurrent="gru"),
+    "conv_bigru_f64_pool4_20k": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, filters=64,
+                                        pool_size=4, recurrent="bigru", num_words=20_000),
+    "conv_bilstm_f64_pool4_20k": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, filters=64,
+                                         pool_size=4, recurrent="bilstm", num_words=20_000),
+}
+
+log = logging.getLogger("training.explore")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m training.explore", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--word-index", type=Path, default=DEFAULT_WORD_INDEX)
+    parser.add_argument("--out", type=Path, default=Path("models/experiments.json"))
+    parser.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="run only these candidates")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from training import models
+
+    train = load_imdb(args.data)["train"]
+    word_index = load_word_index(args.word_index)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name in args.only or CANDIDATES:
+        config = CANDIDATES[name]
+        tokenizer = Tokenizer(word_index, config.num_words, config.max_len)
+        x_train = tokenizer.encode_batch(train.texts)
+        y_train = np.asarray(train.labels, dtype="float32")
+        started = time.perf_counter()
+        run = train_once(keras, models, name, config, config.seeds[0], x_train, y_train, verbose=2)
+        results[name] = {
+            "config": config.to_dict(), "seed": run["seed"], "parameters": int(run["model"].count_params()),
+            "best_val_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
+            "epochs_run": run["epochs_run"], "seconds": round(time.perf_counter() - started, 1),
+            "validation_split": VALIDATION_SPLIT, "sample_seed": SAMPLE_SEED,
+        }
+        log.info("%s: validation accuracy %.4f at epoch %d (%d params, %.0f s)", name, run["best_val_accuracy"],
+                 run["best_epoch"], results[name]["parameters"], results[name]["seconds"])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

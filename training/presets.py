@@ -1,0 +1,60 @@
+"""Named training configurations. ``conv1d`` and ``conv_lstm`` are the course models, untouched;
+the others come from the exploration in ``training/explore.py`` (selected on validation accuracy)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+COURSE_SEEDS = (1337, 1, 2, 3)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    family: Literal["conv1d", "conv_lstm"]
+    num_words: int = 10_000
+    max_len: int = 500
+    embedding_dim: int = 128
+    filters: int = 32
+    kernel_size: int = 7
+    pool_size: int = 5
+    spatial_dropout: float = 0.0  # after the embedding
+    dropout: float = 0.0  # before the output layer
+    pooling: Literal["max", "max+avg"] = "max"  # conv1d family: global pooling over time
+    recurrent: Literal["lstm", "gru", "bilstm", "bigru"] = "lstm"  # conv_lstm family
+    recurrent_units: int = 32
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    learning_rate: float = 1e-4
+    epochs: int = 10
+    batch_size: int = 128
+    early_stopping_patience: int | None = None  # on validation loss; None trains every epoch
+    seeds: tuple[int, ...] = field(default=COURSE_SEEDS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+COURSE = {
+    "conv1d": TrainingConfig(family="conv1d", kernel_size=7, pool_size=5),
+    "conv_lstm": TrainingConfig(family="conv_lstm", kernel_size=5, pool_size=3),
+}
+
+TUNED = {
+    "conv1d_tuned": replace(
+        COURSE["conv1d"], num_words=20_000, filters=128, kernel_size=5, pool_size=4, spatial_dropout=0.2,
+        dropout=0.5, pooling="max+avg", optimizer="adam", learning_rate=1e-3, epochs=8, early_stopping_patience=2,
+        seeds=(1337, 1)),
+    "conv_lstm_tuned": replace(
+        COURSE["conv_lstm"], num_words=20_000, filters=64, kernel_size=5, pool_size=4, spatial_dropout=0.2,
+        dropout=0.3, recurrent="bigru", recurrent_units=32, optimizer="adam", learning_rate=1e-3, epochs=8,
+        early_stopping_patience=2, seeds=(1337, 1)),
+}
+
+PRESETS: dict[str, TrainingConfig] = {**COURSE, **TUNED}
+
+
+def get(name: str) -> TrainingConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(PRESETS)}") from None
