@@ -23,6 +23,7 @@ SHARED_DATA = Path(os.environ.get("IMDB_SHARED_DATA", REPO_ROOT.parent / "shared
 DATASET_ARCHIVE = SHARED_DATA / "aclImdb_v1_labeled.tar.gz"
 WORD_INDEX = SHARED_DATA / "imdb_word_index.json"
 MODELS_DIR = REPO_ROOT / "models"
+MODEL_NAMES = sorted(path.stem for path in MODELS_DIR.glob("*.onnx"))  # the committed models, as served
 
 
 def _require(path: Path) -> Path:

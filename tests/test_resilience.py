@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import MODELS_DIR, read_metadata, running_server
+from tests.conftest import MODEL_NAMES, MODELS_DIR, read_metadata, running_server
 from training.tokenizer import Tokenizer, load_word_index
 
 
@@ -56,7 +56,7 @@ def test_load_and_soak(real_test_reviews, request):
     seconds = request.config.getoption("--soak-seconds")
     texts, _ = real_test_reviews
     expected = {}
-    for name in ("conv1d", "conv_lstm"):
+    for name in MODEL_NAMES:
         metadata = read_metadata(name)
         tokenizer = Tokenizer(load_word_index(MODELS_DIR / metadata["vocabulary"]["file"]),
                               metadata["num_words"], metadata["max_len"])
@@ -71,7 +71,7 @@ def test_load_and_soak(real_test_reviews, request):
         async def client_loop(client, stop_at):
             while time.monotonic() < stop_at:
                 indices = rng.sample(range(len(texts)), rng.choice([1, 1, 1, 4, 16]))
-                model = rng.choice(["conv1d", "conv_lstm", "all"])
+                model = rng.choice([*MODEL_NAMES, "all"])
                 response = await client.post("/predict", params={"model": model},
                                              json={"reviews": [texts[i] for i in indices]})
                 stats["requests"] += 1

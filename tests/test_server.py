@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.conftest import running_server
+from tests.conftest import MODEL_NAMES, running_server
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def test_predicts_over_http(server):
         body = client.post("/predict", params={"model": "all"},
                            json={"reviews": ["One of the best films ever made, wonderful acting.",
                                              "The worst movie I have ever seen, a total waste of time."]}).json()
-    assert [result["model"] for result in body["results"]] == ["conv1d", "conv_lstm"]
+    assert [result["model"] for result in body["results"]] == MODEL_NAMES
     for result in body["results"]:
         assert [p["label"] for p in result["predictions"]] == ["positive", "negative"]
 
@@ -49,3 +49,16 @@ def test_concurrent_clients_get_their_own_answers(server):
     singles = [r.json()["results"][0]["predictions"][0] for r in responses]
     assert singles == batch.json()["results"][0]["predictions"]
 
+
+
+def test_several_workers_serve_and_share_metrics():
+    with running_server(workers="2") as (base_url, _):
+        with httpx.Client(base_url=base_url, timeout=10) as client:
+            for _ in range(20):  # new connections, spread over both workers by the kernel
+                with httpx.Client(base_url=base_url, timeout=10) as fresh:
+                    body = fresh.post("/predict?model=conv1d", json={"reviews": ["One of the best films ever made, wonderful acting."]}).json()
+                    assert body["results"][0]["predictions"][0]["label"] == "positive"
+            metrics = client.get("/metrics").text
+    line = next(line for line in metrics.splitlines()
+                if line.startswith('sentiment_reviews_scored_total{model="conv1d"}'))
+    assert float(line.rsplit(" ", 1)[1]) == 20.0  # counted across both processes
