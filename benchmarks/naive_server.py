@@ -14,13 +14,13 @@ import json  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from training import models  # noqa: E402
+from training import models, presets  # noqa: E402
 from training.tokenizer import Tokenizer, load_word_index  # noqa: E402
 
 MODEL_DIR = Path(os.environ.get("NAIVE_MODEL_DIR", "models"))
 NAME = os.environ.get("NAIVE_MODEL", "conv1d")
 metadata = json.loads((MODEL_DIR / f"{NAME}.json").read_text())
-model = models.build(NAME, metadata["num_words"], metadata["max_len"])
+model = models.build(NAME, presets.get(NAME))
 model.load_weights(MODEL_DIR / "keras" / f"{NAME}.weights.h5")
 tokenizer = Tokenizer(load_word_index(MODEL_DIR / metadata["vocabulary"]["file"]),
                       metadata["num_words"], metadata["max_len"])

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
@@ -63,18 +64,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.model_dir, intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads, default_model=settings.default_model,
             skip_broken=settings.skip_broken_models)
-        app.state.repository = repository
-        app.state.batchers = {
+        batchers = {
             name: Batcher(model.predict, max_batch_size=settings.batch_max_size,
                           max_wait=settings.batch_max_wait_ms / 1000,
                           on_batch=metrics.MODEL_BATCH_SIZE.labels(name).observe, name=name)
             for name, model in repository.models.items()
         }
+        app.state.serving = Serving(repository, batchers)
         # /readyz turns 200 once every model has answered one warm-up inference.
         warm_up = asyncio.create_task(asyncio.to_thread(repository.warm_up))
         yield
         await warm_up
-        await asyncio.gather(*(batcher.close() for batcher in app.state.batchers.values()))
+        await asyncio.gather(*(batcher.close() for batcher in batchers.values()))
 
     app = FastAPI(
         title="IMDB sentiment service",
@@ -88,13 +89,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _configure_logging(settings.log_level)
-    security.configure(app, settings)
+    protected = security.configure(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_exception_handler(ServiceUnavailable, _service_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    _add_routes(app)
+    _add_routes(app, settings, protected)
     app.openapi = lambda: _openapi(app)
     return app
 
@@ -107,15 +108,11 @@ def _openapi(app: FastAPI) -> dict:
         reviews = schema["components"]["schemas"]["PredictRequest"]["properties"]["reviews"]
         reviews["maxItems"] = settings.max_reviews
         reviews["items"]["maxLength"] = settings.max_review_chars
-        repository = getattr(app.state, "repository", None)
-        if repository is not None:
+        serving = getattr(app.state, "serving", None)
+        if serving is not None:
             (model,) = (p for p in schema["paths"]["/predict"]["post"]["parameters"] if p["name"] == "model")
-            names = {"type": "string", "enum": [*repository.names, "all"]}
+            names = {"type": "string", "enum": [*serving.repository.names, "all"]}
             model["schema"] = {"anyOf": [{"type": "array", "items": names}, {"type": "null"}]}
-        if not app.state.api_keys:  # authentication is off: the schema should not ask for a key
-            schema.get("components", {}).pop("securitySchemes", None)
-            for operation in (op for path in schema["paths"].values() for op in path.values()):
-                operation.pop("security", None)
         # Any model that /models lists can be asked for by name (also what stateful API testers follow).
         schema["paths"]["/models"]["get"]["responses"]["200"]["links"] = {
             "PredictWithDefaultModel": {"operationId": "predict", "parameters": {"model": "$response.body#/default"}},
@@ -135,16 +132,16 @@ def _configure_logging(level: str) -> None:
         logger.propagate = False
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+@dataclass
+class Serving:
+    """What the lifespan loads once and every request shares."""
+
+    repository: ModelRepository
+    batchers: dict[str, Batcher]
 
 
-async def get_repository(request: Request) -> ModelRepository:
-    return request.app.state.repository
-
-
-async def get_batchers(request: Request) -> dict[str, Batcher]:
-    return request.app.state.batchers
+async def get_serving(request: Request) -> Serving:
+    return request.app.state.serving
 
 
 async def _service_unavailable(request: Request, error: ServiceUnavailable) -> JSONResponse:
@@ -213,17 +210,14 @@ async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np
     return scores
 
 
-def _add_routes(app: FastAPI) -> None:
-    protected = [Depends(security.require_api_key)]
+def _add_routes(app: FastAPI, settings: Settings, protected: list) -> None:
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=["inference"], operation_id="predict",
               dependencies=protected, summary="Score reviews with one model or compare several")
     async def predict(
         body: PredictRequest,
         request: Request,
-        settings: Annotated[Settings, Depends(get_settings)],
-        repository: Annotated[ModelRepository, Depends(get_repository)],
-        batchers: Annotated[dict[str, Batcher], Depends(get_batchers)],
+        serving: Annotated[Serving, Depends(get_serving)],
         model: Annotated[list[str] | None, Query(
             description="Model name; repeat it to compare models, or `all`. Default: the model with the best "
                         "test accuracy (or SENTIMENT_DEFAULT_MODEL).",
@@ -232,7 +226,7 @@ def _add_routes(app: FastAPI) -> None:
         reviews = body.reviews
         check_limits(reviews, settings)
         try:
-            models = repository.resolve(model)
+            models = serving.repository.resolve(model)
         except UnknownModelError as error:
             raise _invalid(("query", "model"), str(error), error.unknown) from None
         request.state.log = {"models": [m.name for m in models], "reviews": len(reviews)}
@@ -251,7 +245,7 @@ def _add_routes(app: FastAPI) -> None:
         try:
             async with asyncio.timeout(settings.request_timeout_seconds):
                 all_scores = await asyncio.gather(
-                    *(_score(m, batchers[m.name], tokens[id(m.tokenizer)]) for m in models))
+                    *(_score(m, serving.batchers[m.name], tokens[id(m.tokenizer)]) for m in models))
         except TimeoutError:
             raise ServiceUnavailable(f"prediction took longer than {settings.request_timeout_seconds} s "
                                      "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer reviews") from None
@@ -269,7 +263,8 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/models", response_model=ModelsResponse, tags=["models"], operation_id="list_models",
              dependencies=protected,
              summary="Loaded models and their metadata")
-    async def list_models(repository: Annotated[ModelRepository, Depends(get_repository)]) -> ModelsResponse:
+    async def list_models(serving: Annotated[Serving, Depends(get_serving)]) -> ModelsResponse:
+        repository = serving.repository
         return ModelsResponse(default=repository.default_name, models=[
             ModelInfo(
                 name=m.name, default=m.name == repository.default_name, test_accuracy=m.test_accuracy,
@@ -289,7 +284,8 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/readyz", response_model=ReadyResponse, tags=["health"],
              responses={503: {"model": ReadyResponse, "description": "Models not loaded or not warmed up yet."}},
              summary="Readiness: models loaded and warmed up")
-    async def readyz(repository: Annotated[ModelRepository, Depends(get_repository)]) -> JSONResponse:
+    async def readyz(serving: Annotated[Serving, Depends(get_serving)]) -> JSONResponse:
+        repository = serving.repository
         body = ReadyResponse(ready=repository.ready, models=repository.names, failed=repository.failed)
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 
@@ -15,18 +15,17 @@ api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                               description="Required only when the service is configured with API keys.")
 
 
-def configure(app: FastAPI, settings: Settings) -> None:
-    keys = settings.accepted_api_keys()
-    app.state.api_keys = [key.encode() for key in keys]
+def configure(app: FastAPI, settings: Settings) -> list:
+    """Adds CORS when configured; returns the dependencies that protect a route (none without keys)."""
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", API_KEY_HEADER])
+    app.state.api_keys = [key.encode() for key in settings.accepted_api_keys()]
+    return [Depends(require_api_key)] if app.state.api_keys else []
 
 
 async def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:
     accepted: list[bytes] = request.app.state.api_keys
-    if not accepted:
-        return
     candidate = (presented or "").encode()
     # Compare against every key, each in constant time, so timing reveals neither key nor position.
     matches = [hmac.compare_digest(candidate, key) for key in accepted]

@@ -43,3 +43,14 @@ def test_tuned_presets_build_and_score(name):
     assert model.inputs[0].shape == (None, config.max_len)
     tokens = np.random.default_rng(0).integers(0, config.num_words, (2, config.max_len), dtype=np.int32)
     assert model.predict(tokens, verbose=0).shape == (2, 1)
+
+
+@pytest.mark.parametrize("tuned, explored", [("conv1d_tuned", "conv1d_e64_f64_k5_maxavg_20k"),
+                                             ("conv_lstm_tuned", "conv_gru_adam_dropout")])
+def test_shipped_presets_are_the_explored_winners(tuned, explored):
+    from dataclasses import replace
+
+    from training.explore import CANDIDATES
+
+    assert replace(presets.get(tuned), seeds=CANDIDATES[explored].seeds) == CANDIDATES[explored]
+    assert presets.get(tuned).family == presets.get(tuned.removesuffix("_tuned")).family

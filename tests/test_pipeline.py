@@ -97,3 +97,9 @@ def _constant_onnx(width: int, value: float) -> bytes:
 def test_bad_data_path_is_a_one_line_error(tmp_path, capsys):
     assert pipeline.main(["--data", str(tmp_path / "missing.tar.gz"), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_report_only_rewrites_the_report(smoke_run):
+    (smoke_run / "REPORT.md").unlink()
+    assert pipeline.main(["--report-only", "--out", str(smoke_run)]) == 0
+    assert "has the better test accuracy" in (smoke_run / "REPORT.md").read_text()

@@ -320,7 +320,7 @@ def test_models_lists_metadata(client):
         metadata = read_metadata(model["name"])
         assert model["test_accuracy"] == metadata["test_metrics"]["accuracy"]
         assert model["parameters"] == metadata["parameters"]
-        assert model["max_len"] == 500 and model["num_words"] == 10_000
+        assert (model["max_len"], model["num_words"]) == (metadata["max_len"], metadata["num_words"])
         assert model["onnx_sha256"] == metadata["onnx_sha256"]
         assert model["default"] == (model["name"] == body["default"])
 
@@ -406,12 +406,12 @@ def test_review_text_is_logged_only_when_configured(make_client, access_log):
 def test_a_failing_model_gives_503_for_that_model_only(make_client):
     test_client = make_client()
     wait_until_ready(test_client)
-    repository = test_client.app.state.repository
+    repository = test_client.app.state.serving.repository
 
     def broken(tokens):
         raise RuntimeError("onnxruntime exploded")
 
-    test_client.app.state.batchers["conv_lstm"]._predict = broken
+    test_client.app.state.serving.batchers["conv_lstm"]._predict = broken
     response = predict(test_client, ["good"], ["conv_lstm"])
     assert response.status_code == 503
     assert "model conv_lstm failed" in response.json()["detail"]

@@ -26,6 +26,30 @@ RECURRENT = {
 }
 
 
+class HashedBigrams(layers.Layer):
+    """Token ids -> an id in 1..buckets for each pair of adjacent words; 0 where a word is padding."""
+
+    def __init__(self, buckets: int, num_words: int, **kwargs):
+        super().__init__(**kwargs)
+        if num_words * num_words >= 2**31:
+            raise ValueError(f"bigram ids of a {num_words}-word vocabulary overflow int32; use at most 46,340 words")
+        self.buckets, self.num_words = buckets, num_words
+
+    def call(self, tokens):
+        first, second = tokens[:, :-1], tokens[:, 1:]
+        ids = keras.ops.mod(first * self.num_words + second, self.buckets) + 1  # a distinct pair -> a distinct int
+        return keras.ops.where(keras.ops.logical_and(first > 0, second > 0), ids, keras.ops.zeros_like(ids))
+
+
+class MaskedMean(layers.Layer):
+    """Mean of the embeddings whose id is not 0 (padding)."""
+
+    def call(self, inputs):
+        embedded, ids = inputs
+        mask = keras.ops.expand_dims(keras.ops.cast(ids > 0, embedded.dtype), -1)
+        return keras.ops.sum(embedded * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+
 def build(name: str, config: TrainingConfig) -> keras.Model:
     tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
     x = layers.Embedding(config.num_words, config.embedding_dim)(tokens)
@@ -42,6 +66,10 @@ def build(name: str, config: TrainingConfig) -> keras.Model:
         x = RECURRENT[config.recurrent](config.recurrent_units)(features)
     else:
         raise ValueError(f"unknown architecture family {config.family!r}")
+    if config.bigram_buckets:
+        bigrams = HashedBigrams(config.bigram_buckets, config.num_words)(tokens)
+        bag = layers.Embedding(config.bigram_buckets + 1, config.bigram_dim)(bigrams)
+        x = layers.Concatenate()([x, MaskedMean()([bag, bigrams])])
     if config.dropout:
         x = layers.Dropout(config.dropout)(x)
     score = layers.Dense(1, activation="sigmoid")(x)

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default: %(default)s)")
     parser.add_argument("--models", nargs="+", choices=list(presets.PRESETS), default=list(presets.COURSE),
                         help="presets to train, from training/presets.py (default: the course models)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rewrite REPORT.md from the metadata already in --out")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only N reviews of each split, balanced, for smoke runs (default: all)")
     overrides = parser.add_argument_group("overrides of the presets' values (default: the preset's own)")
@@ -134,9 +136,24 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def write_report(out: Path) -> None:
+    """REPORT.md for every model in the folder, not only the ones this run trained."""
+    from training import evaluate
+
+    everything = [json.loads(path.with_suffix(".json").read_text()) for path in sorted(out.glob("*.onnx"))
+                  if path.with_suffix(".json").exists()]
+    experiments_file = out / "experiments.json"
+    experiments = json.loads(experiments_file.read_text()) if experiments_file.exists() else None
+    evaluate.write_report(everything, out / "REPORT.md", experiments)
+    log.info("report written to %s", out / "REPORT.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.report_only:
+        write_report(args.out)
+        return 0
     try:
         dataset = load_imdb(fetch_data(args))
         word_index = load_word_index(args.word_index)
@@ -221,10 +238,6 @@ def main(argv: list[str] | None = None) -> int:
         evaluate.plot_history(history, f"{name}: training and validation", args.out / f"{name}_history.png")
         log.info("%s written to %s (%.0f s of training)", name, onnx_path, seconds)
 
-    # The report covers every model in the folder, not only the ones this run trained.
-    everything = [json.loads(path.with_suffix(".json").read_text()) for path in sorted(args.out.glob("*.onnx"))
-                  if path.with_suffix(".json").exists()]
-    evaluate.write_report(everything, args.out / "REPORT.md")
-    log.info("report written to %s", args.out / "REPORT.md")
+    write_report(args.out)
     return 0
 
