@@ -69,6 +69,32 @@ def measure_limit(model_path: Path, tokens: np.ndarray, threads: int, seconds: f
     return results
 
 
+def model_latencies(model_dir: Path, reviews: list[str]) -> dict[str, dict]:
+    """Every served model in-process, one onnxruntime thread: p50 for one review, and reviews/s in batches of 32."""
+    results = {}
+    for path in sorted(model_dir.glob("*.onnx")):
+        metadata = json.loads(path.with_suffix(".json").read_text())
+        tokenizer = Tokenizer(load_word_index(model_dir / metadata["vocabulary"]["file"]),
+                              metadata["num_words"], metadata["max_len"])
+        tokens = tokenizer.encode_batch(reviews[:512])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        singles = []
+        for row in tokens[:300]:
+            started = time.perf_counter()
+            session.run(None, {name: row[None]})
+            singles.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for start in range(0, 512, 32):
+            session.run(None, {name: tokens[start:start + 32]})
+        results[path.stem] = {"p50_ms_one_review": float(np.median(singles[20:]) * 1000),
+                              "reviews_per_s_batch_32": 512 / (time.perf_counter() - started),
+                              "test_accuracy": metadata["test_metrics"]["accuracy"]}
+    return results
+
+
 @contextlib.contextmanager
 def server(command: list[str], env: dict, port: int, ready_path: str, log_path: Path):
     with open(log_path, "w") as log:
@@ -144,6 +170,14 @@ def markdown(report: dict) -> str:
     ]
     if ratios.get("service_over_naive_c32") is not None:
         lines.append(f"- (b)/(c) at concurrency 32: **{ratios['service_over_naive_c32']:.0f}×** (target ≥ 50×).")
+    lines += ["", "Every served model in-process (1 onnxruntime thread):", "",
+              "| model | test accuracy | ms per review, alone (p50) | reviews/s in batches of 32 | vs conv1d, alone |",
+              "|---|---|---|---|---|"]
+    base = report["models"].get("conv1d", {}).get("p50_ms_one_review")
+    for name, row in report["models"].items():
+        relative = f"{row['p50_ms_one_review'] / base:.2f}×" if base else ""
+        lines.append(f"| `{name}` | {row['test_accuracy']:.4f} | {row['p50_ms_one_review']:.3f} "
+                     f"| {row['reviews_per_s_batch_32']:,.0f} | {relative} |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="IMDB archive for real review payloads")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per scenario")
-    parser.add_argument("--workers", type=int, default=1, help="service uvicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="service uvicorn workers, as in docker-compose.yml")
     parser.add_argument("--skip-naive", action="store_true", help="skip the Keras baseline (needs TensorFlow)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -176,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     for threads, by_batch in by_threads.items():
         print("  " + ", ".join(f"{threads} thr batch {b}: {r:,.0f}/s" for b, r in by_batch.items()), flush=True)
     best_limit = max(rate for by_batch in by_threads.values() for rate in by_batch.values())
+    latencies = model_latencies(args.model_dir, reviews)
+    for name, row in latencies.items():
+        print(f"  {name}: {row['p50_ms_one_review']:.3f} ms per review alone, "
+              f"{row['reviews_per_s_batch_32']:,.0f} reviews/s in batches of 32", flush=True)
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -209,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(), "duration_s": args.duration, "workers": args.workers,
         "tokenize_us_per_review": tokenize_us,
-        "limit": {"best": best_limit, "by_threads": by_threads},
+        "limit": {"best": best_limit, "by_threads": by_threads}, "models": latencies,
         "service": service_rows, "naive": naive_rows, "ratios": ratios,
     }
     args.out.mkdir(parents=True, exist_ok=True)
