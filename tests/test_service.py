@@ -423,3 +423,18 @@ def test_runtime_does_not_import_tensorflow():
     code = ("import sys; import service.app, training.tokenizer; "
             "assert not any(name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx') for name in sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_a_prediction_over_the_time_limit_gives_503(make_client):
+    test_client = make_client(request_timeout_seconds=0.2)
+    wait_until_ready(test_client)
+
+    def slow(tokens):
+        time.sleep(1.0)
+        return np.full(len(tokens), 0.5, dtype=np.float32)
+
+    test_client.app.state.serving.batchers["conv1d"]._predict = slow
+    started = time.perf_counter()
+    response = predict(test_client, ["good"], ["conv1d"])
+    assert response.status_code == 503 and time.perf_counter() - started < 1.0
+    assert "longer than 0.2 s (SENTIMENT_REQUEST_TIMEOUT_SECONDS)" in response.json()["detail"]
