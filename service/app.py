@@ -222,7 +222,7 @@ def _add_routes(app: FastAPI, settings: Settings, protected: list) -> None:
             description="Model name; repeat it to compare models, or `all`. Default: the model with the best "
                         "test accuracy (or SENTIMENT_DEFAULT_MODEL).",
             examples=["conv1d"])] = None,
-    ) -> PredictResponse:
+    ) -> Response:
         reviews = body.reviews
         check_limits(reviews, settings)
         try:
@@ -244,8 +244,8 @@ def _add_routes(app: FastAPI, settings: Settings, protected: list) -> None:
 
         try:
             async with asyncio.timeout(settings.request_timeout_seconds):
-                all_scores = await asyncio.gather(
-                    *(_score(m, serving.batchers[m.name], tokens[id(m.tokenizer)]) for m in models))
+                scoring = [_score(m, serving.batchers[m.name], tokens[id(m.tokenizer)]) for m in models]
+                all_scores = [await scoring[0]] if len(scoring) == 1 else await asyncio.gather(*scoring)
         except TimeoutError:
             raise ServiceUnavailable(f"prediction took longer than {settings.request_timeout_seconds} s "
                                      "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer reviews") from None
@@ -258,7 +258,9 @@ def _add_routes(app: FastAPI, settings: Settings, protected: list) -> None:
         summary = None
         if len(results) > 1:
             summary = agreement([r.model for r in results], [[p.label for p in r.predictions] for r in results])
-        return PredictResponse(results=results, agreement=summary)
+        # Built from validated models already: serialise once, skipping FastAPI's second validation pass.
+        return Response(PredictResponse(results=results, agreement=summary).model_dump_json(),
+                        media_type="application/json")
 
     @app.get("/models", response_model=ModelsResponse, tags=["models"], operation_id="list_models",
              dependencies=protected,
