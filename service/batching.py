@@ -45,7 +45,7 @@ class Batcher:
         self._stopping = False  # the close() marker has been taken off the queue
 
     def start(self) -> None:
-        if self._worker is None:
+        if self._worker is None or self._worker.done():  # also restarts a worker that died
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     async def predict(self, tokens: np.ndarray) -> np.ndarray:
