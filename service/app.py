@@ -73,9 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.serving = Serving(repository, batchers)
         # /readyz turns 200 once every model has answered one warm-up inference.
         warm_up = asyncio.create_task(asyncio.to_thread(repository.warm_up))
+        warm_up.add_done_callback(_log_warm_up_failure)
         yield
-        await warm_up
-        await asyncio.gather(*(batcher.close() for batcher in batchers.values()))
+        await asyncio.gather(warm_up, *(batcher.close() for batcher in batchers.values()), return_exceptions=True)
 
     app = FastAPI(
         title="IMDB sentiment service",
@@ -89,15 +89,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _configure_logging(settings.log_level)
-    protected = security.configure(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
+    protected = security.configure(app, settings)  # after the others: CORS headers go on every answer
     app.add_exception_handler(ServiceUnavailable, _service_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _add_routes(app, settings, protected)
     app.openapi = lambda: _openapi(app)
     return app
+
+
+def _log_warm_up_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("warm-up inference failed; /readyz stays 503: %r", task.exception())
 
 
 def _openapi(app: FastAPI) -> dict:
@@ -204,6 +209,10 @@ async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np
         log.exception("model %s failed", model.name)
         raise ServiceUnavailable(f"model {model.name} failed to score the reviews ({type(error).__name__}); "
                                  "other models are unaffected") from None
+    if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
+        metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
+        log.error("model %s returned scores outside [0, 1]", model.name)
+        raise ServiceUnavailable(f"model {model.name} returned invalid scores; other models are unaffected")
     metrics.PREDICT_LATENCY.labels(model.name).observe(time.perf_counter() - started)
     metrics.PREDICT_REQUESTS.labels(model.name, "ok").inc()
     metrics.REVIEWS_SCORED.labels(model.name).inc(len(tokens))

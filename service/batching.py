@@ -112,16 +112,22 @@ class Batcher:
                 continue
             if first.future.done():
                 continue
-            batch = await self._gather(first)
-            tokens = batch[0].tokens if len(batch) == 1 else np.concatenate([p.tokens for p in batch])
-            if self._on_batch is not None:
-                self._on_batch(len(tokens))
+            batch = [first]
             try:
+                batch = await self._gather(first)
+                tokens = batch[0].tokens if len(batch) == 1 else np.concatenate([p.tokens for p in batch])
+                if self._on_batch is not None:
+                    self._on_batch(len(tokens))
                 scores = await loop.run_in_executor(self._executor, self._predict, tokens)
-            except Exception as error:  # fails this batch's requests only, never the worker
+                if len(scores) != len(tokens):
+                    raise RuntimeError(f"the model returned {len(scores)} scores for {len(tokens)} reviews")
+            except BaseException as error:  # fails this batch's requests only; the worker goes on
                 for pending in batch:
                     if not pending.future.done():
-                        pending.future.set_exception(error)
+                        pending.future.set_exception(error if isinstance(error, Exception)
+                                                     else RuntimeError("the model worker was stopped"))
+                if not isinstance(error, Exception):
+                    raise
                 continue
             offset = 0
             for pending in batch:

@@ -55,5 +55,8 @@ class Settings(BaseSettings):
                 lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
             except OSError as error:
                 raise ValueError(f"cannot read SENTIMENT_API_KEYS_FILE {self.api_keys_file}: {error}") from None
-            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+            from_file = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+            if not from_file:  # an unpopulated secret must not silently turn authentication off
+                raise ValueError(f"SENTIMENT_API_KEYS_FILE {self.api_keys_file} holds no API key")
+            keys += from_file
         return keys

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import metrics
 
 access_log = logging.getLogger("service.access")
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 class BodySizeLimit:
@@ -71,8 +72,9 @@ class AccessLog:
             seconds = time.perf_counter() - started
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            metrics.HTTP_REQUESTS.labels(path, scope["method"], str(status)).inc()
-            metrics.HTTP_LATENCY.labels(path, scope["method"]).observe(seconds)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"  # bounded label values
+            metrics.HTTP_REQUESTS.labels(path, method, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(path, method).observe(seconds)
             if access_log.isEnabledFor(logging.INFO):
                 record = {"method": scope["method"], "path": scope["path"], "status": status,
                           "latency_ms": round(seconds * 1000, 3), **scope["state"].get("log", {})}

@@ -145,6 +145,11 @@ def _load_model(onnx_path: Path, options: ort.SessionOptions, vocabularies: dict
         raise ModelLoadError(f"{onnx_path}: input {model_input.name} is {model_input.type} {model_input.shape}; "
                              f"metadata expects int32 [batch, {metadata['max_len']}]")
 
+    (model_output,) = session.get_outputs()
+    if len(model_output.shape) != 2 or model_output.shape[1] != 1 or isinstance(model_output.shape[0], int):
+        raise ModelLoadError(f"{onnx_path}: output {model_output.name} is {model_output.shape}; "
+                             "expected [batch, 1] (one probability per review)")
+
     vocabulary_path = onnx_path.parent / metadata["vocabulary"]["file"]
     if vocabulary_path not in vocabularies:
         vocabularies[vocabulary_path] = _read_vocabulary(vocabulary_path, metadata_path)

@@ -26,7 +26,7 @@ def configure(app: FastAPI, settings: Settings) -> list:
 
 async def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:
     accepted: list[bytes] = request.app.state.api_keys
-    candidate = (presented or "").encode()
+    candidate = (presented or "").encode("latin-1")  # the header's raw bytes (Starlette decodes as latin-1)
     # Compare against every key, each in constant time, so timing reveals neither key nor position.
     matches = [hmac.compare_digest(candidate, key) for key in accepted]
     if not presented or not any(matches):

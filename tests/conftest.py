@@ -112,7 +112,12 @@ def running_server(**settings: str):
                     break
             assert time.monotonic() < deadline, "server did not become ready within 60 s"
             time.sleep(0.1)
-        yield base_url, process
+        try:
+            yield base_url, process
+        except BaseException:
+            log.seek(0)
+            print("server log (last 40 lines):\n" + "".join(log.readlines()[-40:]))
+            raise
     finally:
         if process.poll() is None:
             process.terminate()

@@ -200,3 +200,26 @@ def test_batch_sizes_are_reported():
         return seen
 
     assert run(scenario()) == [3]
+
+
+def test_a_failure_around_the_model_call_fails_the_batch_instead_of_hanging():
+    async def scenario():
+        def broken_metrics(size):
+            raise RuntimeError("metrics broke")
+
+        batcher = Batcher(RecordingModel(), max_batch_size=8, max_wait=0.0, on_batch=broken_metrics)
+        with pytest.raises(RuntimeError, match="metrics broke"):
+            await asyncio.wait_for(batcher.predict(rows(1)), timeout=5)
+        await batcher.close()
+
+    run(scenario())
+
+
+def test_a_wrong_number_of_scores_fails_the_batch():
+    async def scenario():
+        batcher = Batcher(lambda tokens: np.zeros(len(tokens) + 1), max_batch_size=8, max_wait=0.0)
+        with pytest.raises(RuntimeError, match="returned 3 scores for 2 reviews"):
+            await asyncio.wait_for(batcher.predict(rows(1, 2)), timeout=5)
+        await batcher.close()
+
+    run(scenario())

@@ -90,17 +90,33 @@ def test_load_and_soak(real_test_reviews, request):
                 await asyncio.sleep(seconds / 20)
 
         async def scenario():
-            stop_at = time.monotonic() + seconds
-            limits = httpx.Limits(max_connections=32)
+            # Idle connections expire on the client before uvicorn's 5 s keep-alive closes them on the
+            # server, so a request never races a closing connection.
+            limits = httpx.Limits(max_connections=32, keepalive_expiry=2)
             async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+                # onnxruntime's memory arena grows with each new batch shape it sees; show it every batch
+                # size the soak can make (1 to 64 rows, the batcher's limit) first, so the soak measures
+                # leaks, not warm-up.
+                for name in MODEL_NAMES:
+                    for size in range(1, 65):
+                        response = await client.post("/predict", params={"model": name},
+                                                     json={"reviews": texts[:size]})
+                        assert response.status_code == 200
+                # Then the same load for 3 s unmeasured: each thread's allocator arena settles.
+                warm_until = time.monotonic() + 3
+                await asyncio.gather(*(client_loop(client, warm_until) for _ in range(32)))
+                stop_at = time.monotonic() + seconds
                 await asyncio.gather(sample_memory(stop_at), *(client_loop(client, stop_at) for _ in range(32)))
 
         asyncio.run(scenario())
 
-    half = len(memory) // 2
-    growth_second_half = max(memory[half:]) - memory[half]
+    # A leak shows as steady growth, a busy moment as a spike: compare the medians of the second and
+    # the last quarter of the run.
+    quarter = len(memory) // 4
+    growth_second_half = float(np.median(memory[-quarter:]) - np.median(memory[quarter:2 * quarter]))
     print(f"\nsoak: {stats['requests']} requests ({stats['reviews']} reviews scored) from 32 concurrent clients "
           f"in {seconds:.0f} s, {stats['errors']} errors, {stats['mismatches']} mismatches; "
-          f"RSS {memory[0]:.0f} -> {max(memory):.0f} MB peak, {growth_second_half:+.1f} MB in the second half")
+          f"RSS {memory[0]:.0f} -> {max(memory):.0f} MB peak, median {growth_second_half:+.1f} MB from the second "
+          "to the last quarter")
     assert stats["requests"] > 0 and stats["errors"] == 0 and stats["mismatches"] == 0
     assert growth_second_half < 25, memory

@@ -80,3 +80,16 @@ def test_openapi_declares_the_key_only_when_keys_are_configured(keyed_client):
     assert "/healthz" in secured["paths"] and "security" not in secured["paths"]["/healthz"]["get"]
     with TestClient(create_app(Settings(model_dir=MODELS_DIR))) as open_client:
         assert "security" not in open_client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+
+
+def test_an_empty_key_file_stops_start_up(tmp_path):
+    empty = tmp_path / "keys"
+    empty.write_text("# to be filled by the deployment\n\n")
+    with pytest.raises(ValueError, match="holds no API key"):
+        create_app(Settings(model_dir=MODELS_DIR, api_keys_file=empty))
+
+
+def test_non_ascii_keys_work(tmp_path):
+    with TestClient(create_app(Settings(model_dir=MODELS_DIR, api_keys="clé-secrète"))) as client:
+        response = client.post("/predict", json=BODY, headers={"X-API-Key": "clé-secrète".encode()})
+        assert response.status_code == 200

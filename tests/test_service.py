@@ -438,3 +438,11 @@ def test_a_prediction_over_the_time_limit_gives_503(make_client):
     response = predict(test_client, ["good"], ["conv1d"])
     assert response.status_code == 503 and time.perf_counter() - started < 1.0
     assert "longer than 0.2 s (SENTIMENT_REQUEST_TIMEOUT_SECONDS)" in response.json()["detail"]
+
+
+def test_invalid_scores_give_503_not_500(make_client):
+    test_client = make_client()
+    wait_until_ready(test_client)
+    test_client.app.state.serving.batchers["conv1d"]._predict = lambda tokens: np.full(len(tokens), np.nan)
+    response = predict(test_client, ["good"], ["conv1d"])
+    assert response.status_code == 503 and "returned invalid scores" in response.json()["detail"]
