@@ -33,7 +33,10 @@ def assert_helpful(response) -> None:
 @FUZZ
 def test_every_operation_conforms_and_never_fails(case):
     response = case.call()
-    assert_helpful(response)
+    if case.path == "/readyz" and response.status_code == 503:  # documented: warm-up not finished yet
+        assert response.json()["ready"] is False
+    else:
+        assert_helpful(response)
     case.validate_response(response)
 
 
