@@ -40,7 +40,8 @@ def test_every_operation_conforms_and_never_fails(case):
     case.validate_response(response)
 
 
-TestStateful = schema.as_state_machine().TestCase
+# /readyz is left out here: its documented 503 during warm-up would count as a server error.
+TestStateful = schema.exclude(path="/readyz").as_state_machine().TestCase
 TestStateful.settings = settings(max_examples=20, stateful_step_count=5, deadline=None,
                                  suppress_health_check=list(HealthCheck))
 
