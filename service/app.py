@@ -197,22 +197,24 @@ def agreement(names: list[str], labels: list[list[str]]) -> Agreement:
                      disagreements=disagreements)
 
 
+def _unavailable(model: LoadedModel, message: str) -> ServiceUnavailable:
+    metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
+    return ServiceUnavailable(message)
+
+
 async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np.ndarray:
     started = time.perf_counter()
     try:
         scores = await batcher.predict(tokens)
     except BatcherClosedError:
-        metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
-        raise ServiceUnavailable(f"model {model.name} is shutting down; retry on another instance") from None
+        raise _unavailable(model, f"model {model.name} is shutting down; retry on another instance") from None
     except Exception as error:
-        metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
         log.exception("model %s failed", model.name)
-        raise ServiceUnavailable(f"model {model.name} failed to score the reviews ({type(error).__name__}); "
-                                 "other models are unaffected") from None
+        raise _unavailable(model, f"model {model.name} failed to score the reviews ({type(error).__name__}); "
+                                  "other models are unaffected") from None
     if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
-        metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
         log.error("model %s returned scores outside [0, 1]", model.name)
-        raise ServiceUnavailable(f"model {model.name} returned invalid scores; other models are unaffected")
+        raise _unavailable(model, f"model {model.name} returned invalid scores; other models are unaffected")
     metrics.PREDICT_LATENCY.labels(model.name).observe(time.perf_counter() - started)
     metrics.PREDICT_REQUESTS.labels(model.name, "ok").inc()
     metrics.REVIEWS_SCORED.labels(model.name).inc(len(tokens))
@@ -220,7 +222,6 @@ async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np
 
 
 def _add_routes(app: FastAPI, settings: Settings, protected: list) -> None:
-
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, tags=["inference"], operation_id="predict",
               dependencies=protected, summary="Score reviews with one model or compare several")
     async def predict(

@@ -25,29 +25,22 @@ from training.tokenizer import Tokenizer, load_word_index
 CONV1D, CONV_LSTM = presets.COURSE["conv1d"], presets.COURSE["conv_lstm"]
 ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2, "seeds": (1337,)}
 DROPOUT = {"spatial_dropout": 0.2, "dropout": 0.5}
+# Narrower embedding, more and shorter filters, max+avg pooling, twice the vocabulary.
+WIDE = {"embedding_dim": 64, "filters": 64, "kernel_size": 5, "pool_size": 4, "pooling": "max+avg",
+        "num_words": 20_000}
+BIGRAM_D50 = {**ADAM, "spatial_dropout": 0.3, "dropout": 0.5, "kernel_size": 5, "pool_size": 4, "pooling": "max+avg",
+              "num_words": 20_000, "bigram_buckets": 500_000, "bigram_dim": 50, "batch_size": 64}
 
 CANDIDATES: dict[str, presets.TrainingConfig] = {
     "conv1d_adam": replace(CONV1D, **ADAM),
     "conv1d_adam_dropout": replace(CONV1D, **ADAM, **DROPOUT),
-    "conv1d_e64_f64_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, embedding_dim=64, filters=64, kernel_size=5,
-                                            pool_size=4, pooling="max+avg", num_words=20_000),
-    "conv1d_f128_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, filters=128, kernel_size=5, pool_size=4,
-                                         pooling="max+avg", num_words=20_000),
-    "conv1d_e64_f64_k5_maxavg_20k_len800": replace(CONV1D, **ADAM, **DROPOUT, embedding_dim=64, filters=64,
-                                                   kernel_size=5, pool_size=4, pooling="max+avg",
-                                                   num_words=20_000, max_len=800),
-    "conv1d_e64_f64_k5_maxavg_20k_bigram200k": replace(
-        CONV1D, **ADAM, **DROPOUT, embedding_dim=64, filters=64, kernel_size=5, pool_size=4, pooling="max+avg",
-        num_words=20_000, bigram_buckets=200_000),
-    "conv1d_e64_f64_k5_maxavg_20k_bigram500k": replace(
-        CONV1D, **ADAM, **DROPOUT, embedding_dim=64, filters=64, kernel_size=5, pool_size=4, pooling="max+avg",
-        num_words=20_000, bigram_buckets=500_000),
-    "conv1d_e64_f64_k5_maxavg_20k_bigram500k_d50_b64": replace(
-        CONV1D, **ADAM, spatial_dropout=0.3, dropout=0.5, embedding_dim=64, filters=64, kernel_size=5, pool_size=4,
-        pooling="max+avg", num_words=20_000, bigram_buckets=500_000, bigram_dim=50, batch_size=64),
-    "conv1d_e32_f32_k5_maxavg_20k_bigram500k_d50_b64": replace(
-        CONV1D, **ADAM, spatial_dropout=0.3, dropout=0.5, embedding_dim=32, filters=32, kernel_size=5, pool_size=4,
-        pooling="max+avg", num_words=20_000, bigram_buckets=500_000, bigram_dim=50, batch_size=64),
+    "conv1d_e64_f64_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, **WIDE),
+    "conv1d_f128_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, **{**WIDE, "embedding_dim": 128, "filters": 128}),
+    "conv1d_e64_f64_k5_maxavg_20k_len800": replace(CONV1D, **ADAM, **DROPOUT, **WIDE, max_len=800),
+    "conv1d_e64_f64_k5_maxavg_20k_bigram200k": replace(CONV1D, **ADAM, **DROPOUT, **WIDE, bigram_buckets=200_000),
+    "conv1d_e64_f64_k5_maxavg_20k_bigram500k": replace(CONV1D, **ADAM, **DROPOUT, **WIDE, bigram_buckets=500_000),
+    "conv1d_e64_f64_k5_maxavg_20k_bigram500k_d50_b64": replace(CONV1D, **BIGRAM_D50, embedding_dim=64, filters=64),
+    "conv1d_e32_f32_k5_maxavg_20k_bigram500k_d50_b64": replace(CONV1D, **BIGRAM_D50, embedding_dim=32, filters=32),
     "conv_lstm_adam": replace(CONV_LSTM, **ADAM),
     "conv_gru_adam_dropout": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, recurrent="gru"),
     "conv_bigru_f64_pool4_20k": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, filters=64,
