@@ -1,16 +1,15 @@
-"""``python -m service``: run uvicorn with the settings from the environment."""
+"""``python -m service``: serve with the settings from the environment."""
 
 import os
+import sys
 import tempfile
 
-import uvicorn
-
+from service import workers
 from service.config import Settings
 
 settings = Settings()
-if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    # Each worker keeps its own counters; prometheus-client merges them from files in this folder.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sentiment-metrics-")
-uvicorn.run("service.app:app", host=settings.host, port=settings.port, workers=settings.workers,
-            log_level=settings.log_level, access_log=False,
-            timeout_graceful_shutdown=settings.graceful_shutdown_seconds)
+with tempfile.TemporaryDirectory(prefix="sentiment-metrics-") as metrics_dir:
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker keeps its own counters; prometheus-client merges them from files in this folder.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    sys.exit(workers.run(settings))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import MODELS_DIR, WORD_INDEX
-from training.tokenizer import START, Tokenizer, load_word_index, text_to_words
+from training.tokenizer import OOV, START, Tokenizer, load_word_index, text_to_words
 
 # Small limits, so generated data reaches them.
 SMALL_LIMITS = {"model_dir": MODELS_DIR, "max_reviews": 8, "max_review_chars": 2_000, "max_body_bytes": 50_000}
@@ -121,3 +121,18 @@ def test_words_never_contain_filters_or_whitespace(text):
         assert word and not any(char.isspace() for char in word)
         assert not set(word) & set('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~')
         assert word == word.lower()
+
+
+ascii_text = st.one_of(
+    st.text(st.characters(max_codepoint=127)),                         # any ASCII, control characters too
+    st.lists(st.sampled_from(["Great", "movie", "isn't", "BAD", "<br />", "\x1c", "\x0b", "\r\n", "a-b", "..."]),
+             max_size=60).map(" ".join),
+)
+
+
+@given(ascii_text)
+@settings(max_examples=300, deadline=None)
+def test_the_ascii_fast_path_encodes_exactly_like_the_reference_rule(text):
+    # encode() takes the bytes path for ASCII text; the str rule (text_to_words) is the reference.
+    lookup = tokenizer._index.get
+    assert tokenizer.encode(text) == [START, *(lookup(word, OOV) for word in text_to_words(text))]

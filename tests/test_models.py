@@ -54,3 +54,51 @@ def test_shipped_presets_are_the_explored_winners(tuned, explored):
 
     assert replace(presets.get(tuned), seeds=CANDIDATES[explored].seeds) == CANDIDATES[explored]
     assert presets.get(tuned).family == presets.get(tuned.removesuffix("_tuned")).family
+
+
+def test_hashed_bigrams_follow_the_words_and_skip_padding():
+    layer = models.HashedNgrams(2, buckets_log2=12, num_words=1_000)
+    tokens = np.array([[0, 0, 1, 5, 6, 5, 6], [0, 1, 6, 5, 6, 5, 7]], dtype=np.int32)
+    ids = np.asarray(layer(tokens))
+    assert ids.shape == (2, 6)
+    assert (ids[0, :2] == 0).all() and (ids[1, 0] == 0)  # a pair with padding has no bucket
+    assert ((ids[ids > 0] >= 1) & (ids[ids > 0] <= 2**12)).all()
+    assert ids[0, 3] == ids[0, 5] == ids[1, 3]  # "5 6" wherever it occurs
+    assert ids[0, 3] != ids[0, 4] == ids[1, 2]  # "6 5" is another bigram
+
+
+def test_hashed_bigrams_spread_over_the_buckets():
+    # The first hash, (a * V + b) mod 500,000 buckets with V = 20,000, gave these 40,000 pairs 5,000 buckets.
+    layer = models.HashedNgrams(2, buckets_log2=19, num_words=20_000)
+    first, second = np.meshgrid(np.arange(3, 203), np.arange(3, 203))  # the 40,000 pairs of the 200 top words
+    pairs = np.stack([first.ravel(), second.ravel()], axis=1).astype(np.int32)
+    buckets = np.asarray(layer(pairs))[:, 0]
+    expected_distinct = 2**19 * (1 - (1 - 2**-19) ** len(pairs))  # uniform hashing
+    assert len(np.unique(buckets)) > 0.97 * expected_distinct
+
+
+def test_bag_model_averages_words_and_bigrams():
+    config = presets.TrainingConfig(family="bag", num_words=1_000, max_len=40, embedding_dim=4,
+                                    ngram_orders=(2,), ngram_buckets_log2=8, ngram_dim=3)
+    model = models.build("bag", config)
+    assert model.count_params() == 1_000 * 4 + (2**8 + 1) * 3 + (4 + 3) + 1
+    tokens = np.zeros((2, 40), dtype=np.int32)
+    tokens[:, -2:] = 17
+    longer = tokens.copy()
+    longer[:, -5:] = 17  # more of the same word and bigram: the same averages, the same score
+    other = tokens.copy()
+    other[:, -2:] = [17, 18]
+    np.testing.assert_allclose(model.predict(tokens, verbose=0), model.predict(longer, verbose=0), atol=1e-6)
+    assert not np.allclose(model.predict(tokens, verbose=0), model.predict(other, verbose=0), atol=1e-6)
+
+
+def test_bag_model_exports_to_onnx_with_parity():
+    from training import export
+
+    config = presets.TrainingConfig(family="bag", num_words=1_000, max_len=50, embedding_dim=8,
+                                    ngram_orders=(2,), ngram_buckets_log2=10, ngram_dim=4)
+    model = models.build("bag", config)
+    tokens = np.random.default_rng(0).integers(0, 1_000, (32, 50), dtype=np.int32)
+    tokens[:8, :30] = 0
+    scores = model.predict(tokens, verbose=0).reshape(-1)
+    assert export.check_parity(export.to_onnx(model, 50), scores, tokens) < 1e-5

@@ -19,9 +19,10 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits(real_test_reviews):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_finishes_in_flight_requests_and_exits(real_test_reviews, workers):
     texts, _ = real_test_reviews
-    with running_server(graceful_shutdown_seconds="20") as (base_url, process):
+    with running_server(graceful_shutdown_seconds="20", workers=workers) as (base_url, process):
 
         async def scenario():
             async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:

@@ -40,6 +40,11 @@ def test_missing_or_wrong_keys_are_refused(keyed_client, headers):
         assert "send a valid key in the X-API-Key header" in response.json()["detail"]
 
 
+def test_the_key_is_checked_before_the_body_is_read(keyed_client):
+    response = keyed_client.post("/predict", content=b"not json", headers={"content-type": "application/json"})
+    assert response.status_code == 401  # not 422: an anonymous caller learns nothing about the body rules
+
+
 def test_health_endpoints_stay_open(keyed_client):
     assert keyed_client.get("/healthz").status_code == 200
     assert keyed_client.get("/readyz").status_code in (200, 503)

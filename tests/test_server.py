@@ -1,9 +1,18 @@
 """The real server: `python -m service` under uvicorn on a free loopback port, spoken to over HTTP."""
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 
-from tests.conftest import MODEL_NAMES, running_server
+from tests.conftest import MODEL_NAMES, REPO_ROOT, free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +71,85 @@ def test_several_workers_serve_and_share_metrics():
     line = next(line for line in metrics.splitlines()
                 if line.startswith('sentiment_reviews_scored_total{model="conv1d"}'))
     assert float(line.rsplit(" ", 1)[1]) == 20.0  # counted across both processes
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+    # multiprocessing's spawn start method also runs a resource tracker: workers are the ones that listen
+    return [int(pid) for pid in children if "multiprocessing.resource_tracker" not in
+            Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def established_connections(pid: int, port: int) -> int:
+    """TCP connections to ``port`` that process ``pid`` holds open (from /proc, IPv4)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        count += local_port == port and state == "01" and inode in inodes  # 01: ESTABLISHED
+    return count
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers():
+    # With uvicorn's shared listening socket, one worker would accept the whole burst.
+    with running_server(workers="2") as (base_url, process):
+        port = int(base_url.rsplit(":", 1)[1])
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                per_worker = [established_connections(pid, port) for pid in worker_pids(process.pid)]
+                if sum(per_worker) == 32 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        finally:
+            for connection in connections:
+                connection.close()
+    assert sum(per_worker) == 32 and len(per_worker) == 2
+    assert min(per_worker) >= 4, per_worker  # each worker gets a share (all-or-nothing odds: 1 in 2**31)
+
+
+def test_a_crashed_worker_is_replaced():
+    with running_server(workers="2") as (base_url, process):
+        first, second = worker_pids(process.pid)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            pids = worker_pids(process.pid)
+            if len(pids) == 2 and first not in pids:
+                with httpx.Client(base_url=base_url, timeout=5) as client:
+                    if client.get("/readyz").status_code == 200:
+                        break
+            assert time.monotonic() < deadline, f"worker not replaced: {pids}"
+            time.sleep(0.2)
+        assert second in pids and process.poll() is None
+        for _ in range(10):  # new connections reach both workers and are answered
+            with httpx.Client(base_url=base_url, timeout=5) as client:
+                assert client.post("/predict", json={"reviews": ["a wonderful film"]}).status_code == 200
+
+
+def test_a_worker_that_cannot_start_stops_the_service(tmp_path):
+    env = {**os.environ, "SENTIMENT_PORT": str(free_port()), "SENTIMENT_WORKERS": "2",
+           "SENTIMENT_MODEL_DIR": str(tmp_path / "missing")}
+    result = subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 3  # uvicorn's start-up failure code, not a restart loop
+    assert "missing" in result.stderr and "could not start; stopping the service" in result.stderr
+
+
+def test_a_taken_port_is_a_clear_start_up_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "SENTIMENT_PORT": str(port), "SENTIMENT_WORKERS": "2"}
+        result = subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

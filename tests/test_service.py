@@ -239,7 +239,7 @@ def test_non_string_review_is_rejected(client, value):
 def test_body_that_is_not_json_is_rejected(client, body):
     response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
-    assert "JSON decode error" in error_messages(response)
+    assert "Invalid JSON" in error_messages(response)
 
 
 @pytest.mark.parametrize("body", [b'{"reviews": ["caf\xe9"]}', b"\xff\xfe\x00"])
@@ -373,6 +373,10 @@ def test_openapi_documents_the_api_with_examples(client):
     predict_op = schema["paths"]["/predict"]["post"]
     assert {"413", "422", "503"} <= set(predict_op["responses"])
     assert "examples" in schema["components"]["schemas"]["PredictRequest"]
+    assert predict_op["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictRequest"}
+    (model,) = predict_op["parameters"]
+    assert model["name"] == "model" and "all" in model["schema"]["anyOf"][0]["items"]["enum"]
     assert client.get("/docs").status_code == 200
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,20 @@ INDEX_FROM = 3  # Keras reserves indices 0..2, so rank r becomes index r + 3
 # keras.preprocessing.text default filters; the apostrophe is deliberately not among them.
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 _FILTER_TABLE = str.maketrans(KERAS_FILTERS, " " * len(KERAS_FILTERS))
+# The same rule on ASCII bytes, two to three times faster: bytes.split() splits on fewer characters
+# than str.split(), so the other ASCII characters str.split() splits on become spaces too.
+_ASCII_SEPARATORS = KERAS_FILTERS + "\x0b\x0c\r\x1c\x1d\x1e\x1f"
+_ASCII_FILTER_TABLE = bytes.maketrans(_ASCII_SEPARATORS.encode(), b" " * len(_ASCII_SEPARATORS))
 
 
 def text_to_words(text: str) -> list[str]:
     """Split a review into lower-cased words exactly as the models were trained."""
     return text.lower().translate(_FILTER_TABLE).split()
+
+
+def ascii_text_to_words(text: str) -> list[bytes]:
+    """``text_to_words`` for ASCII text, as bytes."""
+    return text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).split()
 
 
 class Tokenizer:
@@ -51,11 +61,15 @@ class Tokenizer:
             for word, rank in word_index.items()
             if rank + INDEX_FROM < num_words
         }
+        self._ascii_index = {word.encode(): index for word, index in self._index.items() if word.isascii()}
 
     def encode(self, text: str) -> list[int]:
         """The unpadded index sequence of one review, starting with START."""
-        lookup = self._index.get
-        return [START, *(lookup(word, OOV) for word in text_to_words(text))]
+        if text.isascii():  # most reviews: the faster path, with the same result
+            words, lookup = ascii_text_to_words(text), self._ascii_index.get
+        else:
+            words, lookup = text_to_words(text), self._index.get
+        return [START, *map(lookup, words, repeat(OOV))]
 
     def encode_batch(self, texts: Iterable[str]) -> np.ndarray:
         """A ``(n, max_len)`` int32 array, padded and truncated at the front."""
