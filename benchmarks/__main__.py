@@ -95,6 +95,26 @@ def model_latencies(model_dir: Path, reviews: list[str]) -> dict[str, dict]:
     return results
 
 
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on ``port`` (Linux /proc): one per service worker that is serving."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                count += int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+    return count
+
+
+def wait_for_workers(port: int, workers: int, timeout: float = 60) -> None:
+    """/readyz answers from whichever worker is up first; a load test starts when all of them listen."""
+    deadline = time.monotonic() + timeout
+    while listening_sockets(port) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {listening_sockets(port)} of {workers} workers listen on port {port}")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def server(command: list[str], env: dict, port: int, ready_path: str, log_path: Path):
     with open(log_path, "w") as log:
@@ -222,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {"SENTIMENT_PORT": str(port), "SENTIMENT_MODEL_DIR": str(args.model_dir),
                "SENTIMENT_WORKERS": str(args.workers)}
         with server([sys.executable, "-m", "service"], env, port, "/readyz", folder / "service.log") as url:
+            wait_for_workers(port, args.workers)
             service_rows = run_scenarios(f"{url}/predict?model={args.model}", SERVICE_SCENARIOS, reviews, folder,
                                          args.duration, "service")
         naive_rows = []

@@ -36,6 +36,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiter: asyncio.Future | None = None
         self.expected: int | None = None  # bytes of the whole response, once its head is in
+        self.closing = False  # the server said "Connection: close", or the connection is gone
 
     def connection_made(self, transport):
         self.transport = transport
@@ -48,8 +49,11 @@ class _Connection(asyncio.Protocol):
                 return
             length = 0
             for line in bytes(self.buffer[:end]).split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+                elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
+                    self.closing = True
             self.expected = end + 4 + length
         if len(self.buffer) >= self.expected:
             status = int(self.buffer[9:12])
@@ -59,10 +63,15 @@ class _Connection(asyncio.Protocol):
                 self.waiter.set_result(status)
 
     def connection_lost(self, error):
+        self.closing = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(0)
 
-    async def send(self, request: bytes) -> int:
+    async def send(self, request: bytes) -> int | None:
+        """The response's status; 0 when the connection broke before the answer; None, and nothing
+        sent, when the connection is already closed (the caller reconnects)."""
+        if self.closing:
+            return None
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return await self.waiter
@@ -87,12 +96,16 @@ async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, 
         try:
             while (now := time.perf_counter()) < stop_at:
                 status = await client.send(requests[index % len(requests)])
-                index += concurrency
                 done = time.perf_counter()
+                if status is None:
+                    client.transport.close()
+                    client = await connect()
+                    continue
+                index += concurrency
                 if now >= measure_from:
                     latencies.append(done - now)
                     errors += status != 200
-                if status == 0:
+                if client.closing:
                     client.transport.close()
                     client = await connect()
         finally:

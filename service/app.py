@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from service import metrics, security
 from service.batching import Batcher, BatcherClosedError
@@ -58,6 +59,7 @@ PREDICT_OPENAPI = {
 ERRORS = {
     401: {"model": ErrorResponse, "description": "API keys are configured and X-API-Key is missing or wrong."},
     413: {"model": ErrorResponse, "description": "Request body over SENTIMENT_MAX_BODY_BYTES."},
+    415: {"model": ErrorResponse, "description": "The body is not sent as JSON (Content-Type: application/json)."},
     422: {"model": ErrorResponse, "description": "Invalid body, review or model name; `detail` says what to fix."},
     503: {"model": ErrorResponse, "description": "A model failed, timed out or is shutting down."},
 }
@@ -80,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batchers = {
             name: Batcher(model.predict, max_batch_size=settings.batch_max_size,
                           max_wait=settings.batch_max_wait_ms / 1000,
-                          on_batch=metrics.MODEL_BATCH_SIZE.labels(name).observe, name=name)
+                          on_batch=metrics.for_model(name).batch_size.observe, name=name)
             for name, model in repository.models.items()
         }
         app.state.serving = Serving(repository, batchers)
@@ -185,9 +187,20 @@ def _invalid(location: tuple, message: str, value) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": location, "msg": message, "input": value}])
 
 
+def is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
 async def read_predict_request(request: Request) -> tuple[PredictRequest, list[str] | None]:
     """The validated body and the ``model`` query values of a /predict request."""
-    raw = await request.body()
+    if not is_json(request.headers.get("content-type")):
+        # Also keeps browsers' cross-site "simple" POSTs (form or text/plain bodies) out.
+        raise HTTPException(415, "send the body as JSON with the header Content-Type: application/json")
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise HTTPException(400, "the client disconnected before the whole body arrived") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -219,7 +232,7 @@ def agreement(names: list[str], labels: list[list[str]]) -> Agreement:
 
 
 def _unavailable(model: LoadedModel, message: str) -> ServiceUnavailable:
-    metrics.PREDICT_REQUESTS.labels(model.name, "503").inc()
+    metrics.for_model(model.name).unavailable.inc()
     return ServiceUnavailable(message)
 
 
@@ -233,12 +246,13 @@ async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np
         log.exception("model %s failed", model.name)
         raise _unavailable(model, f"model {model.name} failed to score the reviews ({type(error).__name__}); "
                                   "other models are unaffected") from None
-    if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
+    if not ((scores >= 0) & (scores <= 1)).all():  # NaN fails both comparisons
         log.error("model %s returned scores outside [0, 1]", model.name)
         raise _unavailable(model, f"model {model.name} returned invalid scores; other models are unaffected")
-    metrics.PREDICT_LATENCY.labels(model.name).observe(time.perf_counter() - started)
-    metrics.PREDICT_REQUESTS.labels(model.name, "ok").inc()
-    metrics.REVIEWS_SCORED.labels(model.name).inc(len(tokens))
+    model_metrics = metrics.for_model(model.name)
+    model_metrics.latency.observe(time.perf_counter() - started)
+    model_metrics.ok.inc()
+    model_metrics.reviews.inc(len(tokens))
     return scores
 
 

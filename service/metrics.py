@@ -3,7 +3,9 @@ aggregates every process (prometheus-client's multiprocess mode)."""
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -25,6 +27,24 @@ REVIEWS_SCORED = Counter("sentiment_reviews_scored_total", "Reviews scored, by m
 REQUEST_REVIEWS = Histogram("sentiment_request_reviews", "Reviews per /predict request.", buckets=BATCH_BUCKETS)
 MODEL_BATCH_SIZE = Histogram("sentiment_model_batch_size", "Rows per onnxruntime call after dynamic batching.",
                              ["model"], buckets=BATCH_BUCKETS)
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """One model's labelled series, looked up once rather than on every request."""
+
+    latency: Histogram
+    ok: Counter
+    unavailable: Counter
+    reviews: Counter
+    batch_size: Histogram
+
+
+@functools.cache
+def for_model(name: str) -> ModelMetrics:
+    return ModelMetrics(latency=PREDICT_LATENCY.labels(name), ok=PREDICT_REQUESTS.labels(name, "ok"),
+                        unavailable=PREDICT_REQUESTS.labels(name, "503"), reviews=REVIEWS_SCORED.labels(name),
+                        batch_size=MODEL_BATCH_SIZE.labels(name))
 
 
 def render() -> tuple[bytes, str]:

@@ -103,3 +103,21 @@ def test_report_only_rewrites_the_report(smoke_run):
     (smoke_run / "REPORT.md").unlink()
     assert pipeline.main(["--report-only", "--out", str(smoke_run)]) == 0
     assert "has the better test accuracy" in (smoke_run / "REPORT.md").read_text()
+
+
+def test_bag_preset_refits_on_every_training_review(sample_archive, tmp_path):
+    code = pipeline.main(["--data", str(sample_archive), "--out", str(tmp_path), "--models", "bigram_bag",
+                          "--epochs", "2", "--max-len", "120", "--verbose", "0", "--seeds", "5"])
+    assert code == 0
+    metadata = json.loads((tmp_path / "bigram_bag.json").read_text())
+    training = metadata["training"]
+    assert training["refit_on_all_training_reviews"]["epochs"] == training["best_epoch"] >= 1
+    assert training["refit_on_all_training_reviews"]["train_reviews"] == 200
+    assert metadata["num_words"] == 20_000 and metadata["parity_max_abs_diff"] <= 1e-5
+    # the refitted model is the one evaluated and exported: its ONNX scores give the reported accuracy
+    tokenizer = Tokenizer(load_word_index(tmp_path / "vocab_20000.json"), 20_000, 120)
+    test = load_imdb(sample_archive)["test"]
+    session = ort.InferenceSession(str(tmp_path / "bigram_bag.onnx"), providers=["CPUExecutionProvider"])
+    scores = session.run(None, {"tokens": tokenizer.encode_batch(test.texts)})[0].reshape(-1)
+    assert float(np.mean((scores >= 0.5) == np.asarray(test.labels))) == pytest.approx(
+        metadata["test_metrics"]["accuracy"], abs=1e-9)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.__main__ import wait_for_workers
 from tests.conftest import MODEL_NAMES, REPO_ROOT, free_port, running_server
 
 
@@ -36,7 +37,8 @@ def test_errors_over_http(server):
     base_url, _ = server
     with httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.post("/predict", content=b"nope", headers={"content-type": "application/json"}).status_code == 422
-        assert client.post("/predict", content=b"x" * (5 * 1024 * 1024)).status_code == 413
+        assert client.post("/predict", content=b"x" * (5 * 1024 * 1024),
+                           headers={"content-type": "application/json"}).status_code == 413
         assert client.get("/healthz").json() == {"status": "ok"}
         assert "sentiment_http_requests_total" in client.get("/metrics").text
 
@@ -100,6 +102,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers():
     # With uvicorn's shared listening socket, one worker would accept the whole burst.
     with running_server(workers="2") as (base_url, process):
         port = int(base_url.rsplit(":", 1)[1])
+        wait_for_workers(port, 2)
         connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
         try:
             deadline = time.monotonic() + 10
@@ -134,13 +137,20 @@ def test_a_crashed_worker_is_replaced():
                 assert client.post("/predict", json={"reviews": ["a wonderful film"]}).status_code == 200
 
 
-def test_a_worker_that_cannot_start_stops_the_service(tmp_path):
+@pytest.mark.parametrize("setting, value, reason", [
+    ("MODEL_DIR", "missing-models", "missing-models"),  # the lifespan fails: uvicorn exits with 3
+    ("API_KEYS_FILE", "empty-keys", "holds no API key"),  # the app fails at import: the worker exits with 1
+])
+def test_a_worker_that_cannot_start_stops_the_service(tmp_path, setting, value, reason):
+    (tmp_path / "empty-keys").write_text("")
     env = {**os.environ, "SENTIMENT_PORT": str(free_port()), "SENTIMENT_WORKERS": "2",
-           "SENTIMENT_MODEL_DIR": str(tmp_path / "missing")}
+           f"SENTIMENT_{setting}": str(tmp_path / value)}
+    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
-    assert result.returncode == 3  # uvicorn's start-up failure code, not a restart loop
-    assert "missing" in result.stderr and "could not start; stopping the service" in result.stderr
+    assert result.returncode == 3 and time.monotonic() - started < 30  # a clear stop, not a restart loop
+    assert reason in result.stderr and "could not start" in result.stderr and "stopping the service" in result.stderr
+    assert result.stderr.count("started (pid") == 2  # no worker was restarted
 
 
 def test_a_taken_port_is_a_clear_start_up_error():

@@ -249,9 +249,25 @@ def test_body_that_is_not_utf8_is_rejected(client, body):
     assert "request body is not valid UTF-8 JSON" in error_messages(response)
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/jsonp"])
+def test_body_not_sent_as_json_is_refused(client, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/predict", content=b'{"reviews": ["a fine film"]}', headers=headers)
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "Application/JSON", "application/vnd.api+json"])
+def test_json_media_types_are_accepted(client, content_type):
+    response = client.post("/predict", content=b'{"reviews": ["a fine film"]}', headers={"content-type": content_type})
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize("body", [[1, 2], "a review", 42, None])
 def test_body_that_is_not_an_object_is_rejected(client, body):
-    response = client.post("/predict", json=body)
+    response = client.post("/predict", content=json.dumps(body), headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body"]
 

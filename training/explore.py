@@ -28,8 +28,8 @@ DROPOUT = {"spatial_dropout": 0.2, "dropout": 0.5}
 # Narrower embedding, more and shorter filters, max+avg pooling, twice the vocabulary.
 WIDE = {"embedding_dim": 64, "filters": 64, "kernel_size": 5, "pool_size": 4, "pooling": "max+avg",
         "num_words": 20_000}
-BIGRAM_D50 = {**ADAM, "spatial_dropout": 0.3, "dropout": 0.5, "kernel_size": 5, "pool_size": 4, "pooling": "max+avg",
-              "num_words": 20_000, "bigram_buckets": 500_000, "bigram_dim": 50, "batch_size": 64}
+# fastText-style: small embeddings, hashed bigrams, Adam at a small batch; they learn in a few epochs.
+BAG = {**ADAM, "family": "bag", "num_words": 20_000, "ngram_orders": (2,), "batch_size": 32, "epochs": 10}
 
 CANDIDATES: dict[str, presets.TrainingConfig] = {
     "conv1d_adam": replace(CONV1D, **ADAM),
@@ -37,19 +37,21 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     "conv1d_e64_f64_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, **WIDE),
     "conv1d_f128_k5_maxavg_20k": replace(CONV1D, **ADAM, **DROPOUT, **{**WIDE, "embedding_dim": 128, "filters": 128}),
     "conv1d_e64_f64_k5_maxavg_20k_len800": replace(CONV1D, **ADAM, **DROPOUT, **WIDE, max_len=800),
-    "conv1d_e64_f64_k5_maxavg_20k_bigram200k": replace(CONV1D, **ADAM, **DROPOUT, **WIDE, bigram_buckets=200_000),
-    "conv1d_e64_f64_k5_maxavg_20k_bigram500k": replace(CONV1D, **ADAM, **DROPOUT, **WIDE, bigram_buckets=500_000),
-    "conv1d_e64_f64_k5_maxavg_20k_bigram500k_d50_b64": replace(CONV1D, **BIGRAM_D50, embedding_dim=64, filters=64),
-    "conv1d_e32_f32_k5_maxavg_20k_bigram500k_d50_b64": replace(CONV1D, **BIGRAM_D50, embedding_dim=32, filters=32),
     "conv_lstm_adam": replace(CONV_LSTM, **ADAM),
     "conv_gru_adam_dropout": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, recurrent="gru"),
     "conv_bigru_f64_pool4_20k": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, filters=64,
                                         pool_size=4, recurrent="bigru", num_words=20_000),
     "conv_bilstm_f64_pool4_20k": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, filters=64,
                                          pool_size=4, recurrent="bilstm", num_words=20_000),
-    "conv_bigru_f64_pool4_20k_bigram500k": replace(CONV_LSTM, **ADAM, spatial_dropout=0.2, dropout=0.3, filters=64,
-                                                   pool_size=4, recurrent="bigru", num_words=20_000,
-                                                   bigram_buckets=500_000),
+    "conv1d_e64_f64_k5_maxavg_20k_hashed_bigrams_b18_d8": replace(
+        CONV1D, **ADAM, **DROPOUT, **WIDE, ngram_orders=(2,), ngram_buckets_log2=18, ngram_dim=8, batch_size=32),
+    "bag_bigrams_b18_d8": replace(CONV1D, **BAG, embedding_dim=8, ngram_buckets_log2=18, ngram_dim=8),
+    "bag_bigrams_b20_d8": replace(CONV1D, **BAG, embedding_dim=8, ngram_buckets_log2=20, ngram_dim=8),
+    "bag_bigrams_b20_d16": replace(CONV1D, **BAG, embedding_dim=16, ngram_buckets_log2=20, ngram_dim=16),
+    "bag_bigrams_b20_d8_e20": replace(CONV1D, **{**BAG, "epochs": 20}, embedding_dim=8, ngram_buckets_log2=20,
+                                      ngram_dim=8),
+    "bag_bigrams_b20_d16_50k": replace(CONV1D, **{**BAG, "num_words": 50_000}, embedding_dim=16,
+                                       ngram_buckets_log2=20, ngram_dim=16),
 }
 
 log = logging.getLogger("training.explore")

@@ -1,9 +1,12 @@
-"""The two architecture families, built from a ``TrainingConfig``.
+"""The architecture families, built from a ``TrainingConfig``.
 
 With the course presets they are exactly the course models:
 
 * conv1d: Embedding(10000,128) → Conv1D(32,7,relu) → MaxPooling1D(5) → Conv1D(32,7,relu) → GlobalMaxPooling1D → Dense(1)
 * conv_lstm: Embedding(10000,128) → Conv1D(32,5,relu) → MaxPooling1D(3) → Conv1D(32,5,relu) → LSTM(32) → Dense(1)
+
+The "bag" family (fastText-style averaged word and hashed n-gram embeddings) was added by the
+exploration for the course's "Your turn" question.
 
 Every model ends in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)``
 while it trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that
@@ -26,19 +29,40 @@ RECURRENT = {
 }
 
 
-class HashedBigrams(layers.Layer):
-    """Token ids -> an id in 1..buckets for each pair of adjacent words; 0 where a word is padding."""
+class HashedNgrams(layers.Layer):
+    """Token ids -> for each run of ``n`` adjacent words, a bucket id in 1..2**buckets_log2; 0 where any
+    word of the run is padding.
 
-    def __init__(self, buckets: int, num_words: int, **kwargs):
+    A run's key is its ids in base ``num_words`` modulo a prime (exact for bigrams of up to 46,340
+    words); Fibonacci hashing (multiply by 2**32 / golden ratio, keep the top bits of the low 32) then
+    spreads keys evenly, so frequent n-grams rarely share a bucket. All of it fits in int64.
+    """
+
+    MULTIPLIER = 2654435761
+    PRIME = 2**31 - 1
+
+    def __init__(self, n: int, buckets_log2: int, num_words: int, **kwargs):
         super().__init__(**kwargs)
-        if num_words * num_words >= 2**31:
-            raise ValueError(f"bigram ids of a {num_words}-word vocabulary overflow int32; use at most 46,340 words")
-        self.buckets, self.num_words = buckets, num_words
+        if n < 2:
+            raise ValueError(f"n-grams need n >= 2, got {n}")
+        if not 1 <= buckets_log2 <= 30:
+            raise ValueError(f"ngram_buckets_log2 must be within 1..30, got {buckets_log2}")
+        self.n, self.buckets_log2, self.num_words = n, buckets_log2, num_words
 
     def call(self, tokens):
-        first, second = tokens[:, :-1], tokens[:, 1:]
-        ids = keras.ops.mod(first * self.num_words + second, self.buckets) + 1  # a distinct pair -> a distinct int
-        return keras.ops.where(keras.ops.logical_and(first > 0, second > 0), ids, keras.ops.zeros_like(ids))
+        tokens = keras.ops.cast(tokens, "int64")
+        length = tokens.shape[1] - self.n + 1
+        key, present = tokens[:, :length], tokens[:, :length] > 0
+        for offset in range(1, self.n):
+            word = tokens[:, offset:offset + length]
+            key = keras.ops.mod(key * np.int64(self.num_words) + word, np.int64(self.PRIME))
+            present = keras.ops.logical_and(present, word > 0)
+        low_bits = keras.ops.mod(key * np.int64(self.MULTIPLIER), np.int64(2**32))
+        bucket = keras.ops.floor_divide(low_bits, np.int64(2 ** (32 - self.buckets_log2))) + np.int64(1)
+        return keras.ops.cast(keras.ops.where(present, bucket, keras.ops.zeros_like(bucket)), "int32")
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n, "buckets_log2": self.buckets_log2, "num_words": self.num_words}
 
 
 class MaskedMean(layers.Layer):
@@ -50,8 +74,20 @@ class MaskedMean(layers.Layer):
         return keras.ops.sum(embedded * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
 
 
+def ngram_means(tokens, config: TrainingConfig) -> list:
+    """One averaged n-gram embedding per order in ``config.ngram_orders``."""
+    means = []
+    for n in config.ngram_orders:
+        ids = HashedNgrams(n, config.ngram_buckets_log2, config.num_words, name=f"hashed_{n}grams")(tokens)
+        embedded = layers.Embedding(2**config.ngram_buckets_log2 + 1, config.ngram_dim, name=f"{n}gram_embedding")(ids)
+        means.append(MaskedMean(name=f"{n}gram_mean")([embedded, ids]))
+    return means
+
+
 def build(name: str, config: TrainingConfig) -> keras.Model:
     tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
+    if config.family == "bag":
+        return build_bag(name, config, tokens)
     x = layers.Embedding(config.num_words, config.embedding_dim)(tokens)
     if config.spatial_dropout:
         x = layers.SpatialDropout1D(config.spatial_dropout)(x)
@@ -66,10 +102,18 @@ def build(name: str, config: TrainingConfig) -> keras.Model:
         x = RECURRENT[config.recurrent](config.recurrent_units)(features)
     else:
         raise ValueError(f"unknown architecture family {config.family!r}")
-    if config.bigram_buckets:
-        bigrams = HashedBigrams(config.bigram_buckets, config.num_words)(tokens)
-        bag = layers.Embedding(config.bigram_buckets + 1, config.bigram_dim)(bigrams)
-        x = layers.Concatenate()([x, MaskedMean()([bag, bigrams])])
+    if config.ngram_orders:
+        x = layers.Concatenate()([x, *ngram_means(tokens, config)])
+    if config.dropout:
+        x = layers.Dropout(config.dropout)(x)
+    score = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(tokens, score, name=name)
+
+
+def build_bag(name: str, config: TrainingConfig, tokens) -> keras.Model:
+    """fastText-style: averaged word embeddings and averaged hashed n-gram embeddings -> Dense(1)."""
+    words = layers.Embedding(config.num_words, config.embedding_dim, name="word_embedding")(tokens)
+    x = layers.Concatenate()([MaskedMean(name="word_mean")([words, tokens]), *ngram_means(tokens, config)])
     if config.dropout:
         x = layers.Dropout(config.dropout)(x)
     score = layers.Dense(1, activation="sigmoid")(x)

@@ -116,6 +116,19 @@ def train_once(keras, models, name: str, config: presets.TrainingConfig, seed: i
             "best_val_accuracy": float(best.best_value)}
 
 
+def refit(keras, models, name: str, config: presets.TrainingConfig, seed: int, epochs: int, x_train: np.ndarray,
+          y_train: np.ndarray, verbose: int) -> tuple:
+    """The chosen configuration trained again on every training review for ``epochs`` epochs; no
+    validation split is left, so the epoch count comes from the validation run."""
+    keras.utils.set_random_seed(seed)
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    model = models.build(name, config)
+    models.compile_for_training(model, config)
+    started = time.perf_counter()
+    model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size, verbose=verbose)
+    return model, round(time.perf_counter() - started, 1)
+
+
 def library_versions() -> dict[str, str]:
     import keras
     import onnx
@@ -190,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         model, history, seconds = chosen["model"], chosen["history"], chosen["seconds"]
         log.info("%s: kept seed %d (validation accuracy %.4f) of %s", name, chosen["seed"],
                  chosen["best_val_accuracy"], [(run["seed"], round(run["best_val_accuracy"], 4)) for run in candidates])
+        refitted = None
+        if config.refit_on_all_training_reviews:
+            if chosen["best_epoch"] < 1:
+                raise RuntimeError(f"{name}: no epoch improved the validation accuracy; nothing to refit")
+            model, refit_seconds = refit(keras, models, name, config, chosen["seed"], chosen["best_epoch"], x_train,
+                                         y_train, args.verbose)
+            refitted = {"epochs": chosen["best_epoch"], "train_reviews": len(x_train), "seconds": refit_seconds}
+            log.info("%s: refitted on all %d training reviews for %d epochs", name, len(x_train), chosen["best_epoch"])
 
         test_scores = model.predict(x_test, batch_size=512, verbose=0).reshape(-1)
         metrics = evaluate.test_metrics(test_labels, test_scores)
@@ -229,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 "best_val_accuracy": chosen["best_val_accuracy"], "seconds": seconds, "data": str(args.data),
                 "seed_candidates": [{key: run[key] for key in ("seed", "best_epoch", "best_val_accuracy", "seconds")}
                                     for run in candidates],
+                "refit_on_all_training_reviews": refitted,
             },
             "library_versions": versions,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

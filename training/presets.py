@@ -11,7 +11,7 @@ COURSE_SEEDS = (1337, 1, 2, 3)
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    family: Literal["conv1d", "conv_lstm"]
+    family: Literal["conv1d", "conv_lstm", "bag"]
     num_words: int = 10_000
     max_len: int = 500
     embedding_dim: int = 128
@@ -23,15 +23,21 @@ class TrainingConfig:
     pooling: Literal["max", "max+avg"] = "max"  # conv1d family: global pooling over time
     recurrent: Literal["lstm", "gru", "bilstm", "bigru"] = "lstm"  # conv_lstm family
     recurrent_units: int = 32
-    # A "wide" branch beside the network: a hashed embedding of each pair of adjacent words, averaged
-    # over the review (fastText-style bigrams). 0 turns it off. The input stays the same token ids.
-    bigram_buckets: int = 0
-    bigram_dim: int = 16
+    # Hashed n-grams (fastText-style): each run of n adjacent words is hashed into 2**ngram_buckets_log2
+    # buckets and embedded; the embeddings are averaged over the review. The "bag" family is only that
+    # (plus averaged word embeddings); in the conv families it is a "wide" branch beside the network.
+    # The input stays the same token ids: the hashing happens inside the model.
+    ngram_orders: tuple[int, ...] = ()
+    ngram_buckets_log2: int = 20
+    ngram_dim: int = 16
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     learning_rate: float = 1e-4
     epochs: int = 10
     batch_size: int = 128
     early_stopping_patience: int | None = None  # on validation loss; None trains every epoch
+    # After the seed and epoch count are chosen on the validation split, train once more on every
+    # training review (the validation fifth included) for that many epochs, and ship that model.
+    refit_on_all_training_reviews: bool = False
     seeds: tuple[int, ...] = field(default=COURSE_SEEDS)
 
     def to_dict(self) -> dict:
@@ -53,6 +59,12 @@ TUNED = {
     "conv_lstm_tuned": replace(
         COURSE["conv_lstm"], spatial_dropout=0.2, dropout=0.3, recurrent="gru", optimizer="adam",
         learning_rate=1e-3, epochs=8, early_stopping_patience=2, seeds=(1337, 1)),
+    # A third family, fastText-style: averaged word and hashed-bigram embeddings. Refitted on every
+    # training review once validation has chosen the seed and the epoch count.
+    "bigram_bag": TrainingConfig(
+        family="bag", num_words=20_000, embedding_dim=8, ngram_orders=(2,), ngram_buckets_log2=20, ngram_dim=8,
+        optimizer="adam", learning_rate=1e-3, epochs=20, batch_size=32, early_stopping_patience=2,
+        seeds=(1337, 1), refit_on_all_training_reviews=True),
 }
 
 PRESETS: dict[str, TrainingConfig] = {**COURSE, **TUNED}
