@@ -131,18 +131,41 @@ def server(command: list[str], env: dict, port: int, ready_path: str, log_path: 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command} did not start; see {log_path}")
             time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def load(url: str, bodies_file: Path, concurrency: int, duration: float) -> dict:
+def thread_cpu_seconds(root_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the process tree under ``root_pid`` (Linux /proc), split into the
+    processes' main threads (the event loops) and their other threads (inference)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {"event_loop": 0.0, "other_threads": 0.0}
+    pending = [root_pid]
+    while pending:
+        pid = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            pending += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+                totals["event_loop" if task.name == str(pid) else "other_threads"] += seconds
+    return totals
+
+
+def load(url: str, bodies_file: Path, concurrency: int, duration: float, server_pid: int | None = None) -> dict:
+    before = thread_cpu_seconds(server_pid) if server_pid else None
     output = subprocess.run(
         [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies_file),
          "--concurrency", str(concurrency), "--duration", str(duration)],
         cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
-    return json.loads(output)
+    result = json.loads(output)
+    if before is not None:
+        after = thread_cpu_seconds(server_pid)
+        result["server_cpu_us_per_request"] = {
+            part: (after[part] - before[part]) / max(result["requests_with_warmup"], 1) * 1e6 for part in before}
+    return result
 
 
 def write_bodies(reviews: list[str], per_request: int, folder: Path) -> Path:
@@ -152,14 +175,17 @@ def write_bodies(reviews: list[str], per_request: int, folder: Path) -> Path:
     return path
 
 
-def run_scenarios(url: str, scenarios, reviews, folder: Path, duration: float, label: str) -> list[dict]:
+def run_scenarios(url: str, scenarios, reviews, folder: Path, duration: float, label: str,
+                  server_pid: int) -> list[dict]:
     rows = []
     for concurrency, per_request in scenarios:
-        result = load(url, write_bodies(reviews, per_request, folder), concurrency, duration)
+        result = load(url, write_bodies(reviews, per_request, folder), concurrency, duration, server_pid)
         result.update(reviews_per_request=per_request, reviews_per_s=result["requests_per_s"] * per_request)
+        cpu = result["server_cpu_us_per_request"]
         print(f"  {label} c={concurrency:<3} {per_request:>2}/req: {result['reviews_per_s']:8.1f} reviews/s  "
               f"p50 {result['p50_ms']:.2f} ms  p95 {result['p95_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
-              f"errors {result['errors']}", flush=True)
+              f"errors {result['errors']}  CPU µs/request: event loops {cpu['event_loop']:.0f}, other threads "
+              f"{cpu['other_threads']:.0f}, load generator {result['client_cpu_us_per_request']:.0f}", flush=True)
         rows.append(result)
     return rows
 
@@ -170,17 +196,21 @@ def markdown(report: dict) -> str:
         f"Benchmark of `{model}` on {report['machine']['cpu']} ({report['machine']['cores']} cores), "
         f"{report['date']}; `python -m benchmarks`, {report['duration_s']:.0f} s per scenario.",
         "",
-        "| what | concurrency | reviews/request | reviews/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| what | concurrency | reviews/request | reviews/s | p50 ms | p95 ms | p99 ms | errors "
+        "| server CPU µs/request: event loops + other threads | load generator CPU µs/request |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for threads, by_batch in limit["by_threads"].items():
         for batch_size, rate in by_batch.items():
             lines.append(f"| (a) onnxruntime in-process, {threads} thread(s), batch {batch_size} | – | – "
-                         f"| {rate:,.0f} | | | | |")
+                         f"| {rate:,.0f} | | | | | | |")
     for label, rows in (("(b) service over HTTP", report["service"]), ("(c) naive Keras server", report["naive"])):
         for row in rows:
+            cpu = row["server_cpu_us_per_request"]
             lines.append(f"| {label} | {row['concurrency']} | {row['reviews_per_request']} | {row['reviews_per_s']:,.0f} "
-                         f"| {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |")
+                         f"| {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} "
+                         f"| {cpu['event_loop']:,.0f} + {cpu['other_threads']:,.0f} "
+                         f"| {row['client_cpu_us_per_request']:,.0f} |")
     ratios = report["ratios"]
     lines += [
         "",
@@ -241,10 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(b) service, {args.workers} worker(s)", flush=True)
         env = {"SENTIMENT_PORT": str(port), "SENTIMENT_MODEL_DIR": str(args.model_dir),
                "SENTIMENT_WORKERS": str(args.workers)}
-        with server([sys.executable, "-m", "service"], env, port, "/readyz", folder / "service.log") as url:
+        with server([sys.executable, "-m", "service"], env, port, "/readyz", folder / "service.log") as (url, pid):
             wait_for_workers(port, args.workers)
             service_rows = run_scenarios(f"{url}/predict?model={args.model}", SERVICE_SCENARIOS, reviews, folder,
-                                         args.duration, "service")
+                                         args.duration, "service", pid)
         naive_rows = []
         if not args.skip_naive:
             port = free_port()
@@ -252,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--port", str(port),
                        "--log-level", "warning"]
             env = {"NAIVE_MODEL": args.model, "NAIVE_MODEL_DIR": str(args.model_dir)}
-            with server(command, env, port, "/predict", folder / "naive.log") as url:
-                naive_rows = run_scenarios(f"{url}/predict", NAIVE_SCENARIOS, reviews, folder, args.duration, "naive")
+            with server(command, env, port, "/predict", folder / "naive.log") as (url, pid):
+                naive_rows = run_scenarios(f"{url}/predict", NAIVE_SCENARIOS, reviews, folder, args.duration, "naive",
+                                           pid)
 
     def row(rows, concurrency, per_request=1):
         return next(r for r in rows if r["concurrency"] == concurrency and r["reviews_per_request"] == per_request)

@@ -80,8 +80,9 @@ class _Connection(asyncio.Protocol):
 async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float) -> dict:
     host, port, requests = encode_requests(url, bodies)
     latencies: list[float] = []
-    errors = 0
+    errors = sent = 0
     loop = asyncio.get_running_loop()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     measure_from, stop_at = started + warmup, started + warmup + duration
 
@@ -90,7 +91,7 @@ async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, 
         return protocol
 
     async def connection(offset: int) -> None:
-        nonlocal errors
+        nonlocal errors, sent
         client = await connect()
         index = offset
         try:
@@ -102,6 +103,7 @@ async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, 
                     client = await connect()
                     continue
                 index += concurrency
+                sent += 1
                 if now >= measure_from:
                     latencies.append(done - now)
                     errors += status != 200
@@ -113,6 +115,7 @@ async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, 
 
     await asyncio.gather(*(connection(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - measure_from
+    cpu_seconds = time.process_time() - cpu_started
     values = np.array(latencies) * 1000
     return {
         "concurrency": concurrency,
@@ -120,6 +123,8 @@ async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, 
         "errors": int(errors),
         "seconds": round(elapsed, 3),
         "requests_per_s": len(latencies) / elapsed,
+        "requests_with_warmup": sent,
+        "client_cpu_us_per_request": cpu_seconds / max(sent, 1) * 1e6,
         "p50_ms": float(np.percentile(values, 50)) if len(values) else None,
         "p95_ms": float(np.percentile(values, 95)) if len(values) else None,
         "p99_ms": float(np.percentile(values, 99)) if len(values) else None,

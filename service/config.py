@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="File with one API key per line (e.g. a mounted secret).")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; none by default.")
+    opentelemetry: bool = Field(
+        False, description="FastAPI's native OpenTelemetry traces, metrics and logs, sent to the globally "
+                           "configured providers (costs CPU on every request).")
     log_reviews: bool = Field(False, description="Log review text (off: logs carry counts and timings only).")
     log_level: str = "info"
 
