@@ -466,3 +466,9 @@ def test_invalid_scores_give_503_not_500(make_client):
     test_client.app.state.serving.batchers["conv1d"]._predict = lambda tokens: np.full(len(tokens), np.nan)
     response = predict(test_client, ["good"], ["conv1d"])
     assert response.status_code == 503 and "returned invalid scores" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_fastapi_opentelemetry_follows_the_setting(enabled):
+    app = create_app(Settings(model_dir=MODELS_DIR, opentelemetry=enabled))
+    assert all(app._telemetry[signal] is enabled for signal in ("tracing", "metrics", "logs"))
