@@ -40,7 +40,10 @@ def test_metadata_describes_the_export(smoke_run, name):
     candidates = metadata["training"]["seed_candidates"]
     assert [run["seed"] for run in candidates] == [5, 6]
     assert metadata["training"]["best_val_accuracy"] == max(run["best_val_accuracy"] for run in candidates)
-    assert (smoke_run / "keras" / f"{name}.weights.h5").is_file()
+    import h5py
+
+    with h5py.File(smoke_run / "keras" / f"{name}.weights.h5") as weights:
+        assert "layers" in weights and "optimizer" not in weights  # the model's weights only
     assert {"tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(metadata["library_versions"])
     history = json.loads((smoke_run / f"{name}_history.json").read_text())
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"} and len(history["loss"]) == 1

@@ -224,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
 
         keras_dir = args.out / "keras"
         keras_dir.mkdir(exist_ok=True)
-        model.save_weights(keras_dir / f"{name}.weights.h5")
+        # From an uncompiled copy: the weights alone, without the optimizer's state (3x the size with Adam).
+        weights_only = models.build(name, config)
+        weights_only.set_weights(model.get_weights())
+        weights_only.save_weights(keras_dir / f"{name}.weights.h5")
         onnx_path = args.out / f"{name}.onnx"
         onnx_path.write_bytes(onnx_bytes)
         metadata = {
