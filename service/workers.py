@@ -111,6 +111,7 @@ def run(settings: Settings) -> int:
         log.info("worker %d started (pid %d)", number, process.pid)
         if slot is None:
             return _Slot(number, process, receiver)
+        slot.ready.close()  # the dead worker's end
         slot.process, slot.ready, slot.serving = process, receiver, False
         return slot
 

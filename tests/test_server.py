@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.__main__ import wait_for_workers
-from tests.conftest import MODEL_NAMES, REPO_ROOT, free_port, running_server
+from benchmarks.__main__ import listening_sockets, wait_for_workers
+from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,21 @@ def test_a_taken_port_is_a_clear_start_up_error():
                                 text=True, timeout=60)
     assert result.returncode == 3
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_a_worker_that_cannot_restart_is_retried_while_the_other_serves(tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, models)
+    with running_server(workers="2", model_dir=str(models)) as (base_url, process):
+        first, second = worker_pids(process.pid)
+        models.rename(tmp_path / "away")  # a restarted worker now fails to load its models
+        os.kill(first, signal.SIGKILL)
+        time.sleep(4)  # the restart fails at once, then is retried after 1 s, then 3 s
+        assert process.poll() is None and second in worker_pids(process.pid)
+        with httpx.Client(base_url=base_url, timeout=5) as client:
+            assert client.post("/predict", json={"reviews": ["a wonderful film"]}).status_code == 200
+        (tmp_path / "away").rename(models)
+        deadline = time.monotonic() + 60
+        while len(worker_pids(process.pid)) < 2 or listening_sockets(int(base_url.rsplit(":", 1)[1])) < 2:
+            assert time.monotonic() < deadline, "the worker was not restarted once its models were back"
+            time.sleep(0.2)
