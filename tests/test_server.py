@@ -121,6 +121,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers():
 
 def test_a_crashed_worker_is_replaced():
     with running_server(workers="2") as (base_url, process):
+        wait_for_workers(int(base_url.rsplit(":", 1)[1]), 2)  # killed before serving would be a start-up failure
         first, second = worker_pids(process.pid)
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -170,6 +171,7 @@ def test_a_worker_that_cannot_restart_is_retried_while_the_other_serves(tmp_path
     models = tmp_path / "models"
     shutil.copytree(MODELS_DIR, models)
     with running_server(workers="2", model_dir=str(models)) as (base_url, process):
+        wait_for_workers(int(base_url.rsplit(":", 1)[1]), 2)  # both started: only the restart meets the gap
         first, second = worker_pids(process.pid)
         models.rename(tmp_path / "away")  # a restarted worker now fails to load its models
         os.kill(first, signal.SIGKILL)
