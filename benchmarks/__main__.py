@@ -95,15 +95,24 @@ def model_latencies(model_dir: Path, reviews: list[str]) -> dict[str, dict]:
     return results
 
 
-def listening_sockets(port: int) -> int:
-    """Sockets in LISTEN state on ``port`` (Linux /proc): one per service worker that is serving."""
-    count = 0
+TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # states as /proc/net/tcp writes them
+
+
+def tcp_sockets(port: int) -> list[tuple[str, str]]:
+    """(state, inode) of every TCP socket whose local port is ``port`` (Linux /proc, IPv4 and IPv6)."""
+    sockets = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                count += int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
-    return count
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    sockets.append((fields[3], fields[9]))
+    return sockets
+
+
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on ``port``: one per service worker that is serving."""
+    return sum(state == TCP_LISTEN for state, _ in tcp_sockets(port))
 
 
 def wait_for_workers(port: int, workers: int, timeout: float = 60) -> None:

@@ -50,9 +50,10 @@ class _Connection(asyncio.Protocol):
             length = 0
             for line in bytes(self.buffer[:end]).split(b"\r\n"):
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value)
-                elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
+                elif name == b"connection" and value.strip().lower() == b"close":
                     self.closing = True
             self.expected = end + 4 + length
         if len(self.buffer) >= self.expected:

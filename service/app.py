@@ -266,7 +266,7 @@ def _add_routes(app: FastAPI, settings: Settings, protected: list) -> None:
               openapi_extra=PREDICT_OPENAPI)
     async def predict(request: Request) -> Response:
         body, model = await read_predict_request(request)
-        serving: Serving = request.app.state.serving  # not a dependency: this is the hot path
+        serving = await get_serving(request)  # called, not injected: FastAPI's dependency solving is on the hot path
         reviews = body.reviews
         check_limits(reviews, settings)
         try:

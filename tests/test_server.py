@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.__main__ import listening_sockets, wait_for_workers
+from benchmarks.__main__ import TCP_ESTABLISHED, listening_sockets, tcp_sockets, wait_for_workers
 from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, free_port, running_server
 
 
@@ -84,26 +84,36 @@ def worker_pids(supervisor_pid: int) -> list[int]:
 
 
 def established_connections(pid: int, port: int) -> int:
-    """TCP connections to ``port`` that process ``pid`` holds open (from /proc, IPv4)."""
+    """TCP connections to ``port`` that process ``pid`` holds open (from /proc)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
-        count += local_port == port and state == "01" and inode in inodes  # 01: ESTABLISHED
-    return count
+    return sum(state == TCP_ESTABLISHED and inode in inodes for state, inode in tcp_sockets(port))
+
+
+@contextlib.contextmanager
+def two_workers(**settings: str):
+    """`running_server` with 2 workers, once both serve (killed before serving would be a start-up
+    failure); yields (base URL, port, supervisor process)."""
+    with running_server(workers="2", **settings) as (base_url, process):
+        port = int(base_url.rsplit(":", 1)[1])
+        wait_for_workers(port, 2)
+        yield base_url, port, process
+
+
+def run_service_to_exit(**env: str) -> subprocess.CompletedProcess:
+    """`python -m service` with 2 workers and these SENTIMENT_* settings, expected to stop by itself."""
+    return subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "SENTIMENT_WORKERS": "2",
+                                           **{f"SENTIMENT_{key.upper()}": value for key, value in env.items()}})
 
 
 def test_a_burst_of_connections_is_spread_over_the_workers():
     # With uvicorn's shared listening socket, one worker would accept the whole burst.
-    with running_server(workers="2") as (base_url, process):
-        port = int(base_url.rsplit(":", 1)[1])
-        wait_for_workers(port, 2)
+    with two_workers() as (base_url, port, process):
         connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
         try:
             deadline = time.monotonic() + 10
@@ -120,8 +130,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers():
 
 
 def test_a_crashed_worker_is_replaced():
-    with running_server(workers="2") as (base_url, process):
-        wait_for_workers(int(base_url.rsplit(":", 1)[1]), 2)  # killed before serving would be a start-up failure
+    with two_workers() as (base_url, _, process):
         first, second = worker_pids(process.pid)
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -145,11 +154,8 @@ def test_a_crashed_worker_is_replaced():
 ])
 def test_a_worker_that_cannot_start_stops_the_service(tmp_path, setting, value, reason):
     (tmp_path / "empty-keys").write_text("")
-    env = {**os.environ, "SENTIMENT_PORT": str(free_port()), "SENTIMENT_WORKERS": "2",
-           f"SENTIMENT_{setting}": str(tmp_path / value)}
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = run_service_to_exit(port=str(free_port()), **{setting: str(tmp_path / value)})
     assert result.returncode == 3 and time.monotonic() - started < 30  # a clear stop, not a restart loop
     assert reason in result.stderr and "could not start" in result.stderr and "stopping the service" in result.stderr
     assert result.stderr.count("started (pid") == 2  # no worker was restarted
@@ -160,9 +166,7 @@ def test_a_taken_port_is_a_clear_start_up_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "SENTIMENT_PORT": str(port), "SENTIMENT_WORKERS": "2"}
-        result = subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, capture_output=True,
-                                text=True, timeout=60)
+        result = run_service_to_exit(port=str(port))
     assert result.returncode == 3
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
@@ -170,8 +174,7 @@ def test_a_taken_port_is_a_clear_start_up_error():
 def test_a_worker_that_cannot_restart_is_retried_while_the_other_serves(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(MODELS_DIR, models)
-    with running_server(workers="2", model_dir=str(models)) as (base_url, process):
-        wait_for_workers(int(base_url.rsplit(":", 1)[1]), 2)  # both started: only the restart meets the gap
+    with two_workers(model_dir=str(models)) as (base_url, port, process):  # only the restart meets the gap
         first, second = worker_pids(process.pid)
         models.rename(tmp_path / "away")  # a restarted worker now fails to load its models
         os.kill(first, signal.SIGKILL)
@@ -181,6 +184,6 @@ def test_a_worker_that_cannot_restart_is_retried_while_the_other_serves(tmp_path
             assert client.post("/predict", json={"reviews": ["a wonderful film"]}).status_code == 200
         (tmp_path / "away").rename(models)
         deadline = time.monotonic() + 60
-        while len(worker_pids(process.pid)) < 2 or listening_sockets(int(base_url.rsplit(":", 1)[1])) < 2:
+        while len(worker_pids(process.pid)) < 2 or listening_sockets(port) < 2:
             assert time.monotonic() < deadline, "the worker was not restarted once its models were back"
             time.sleep(0.2)

@@ -86,8 +86,15 @@ def ngram_means(tokens, config: TrainingConfig) -> list:
 
 def build(name: str, config: TrainingConfig) -> keras.Model:
     tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
-    if config.family == "bag":
-        return build_bag(name, config, tokens)
+    x = bag_features(tokens, config) if config.family == "bag" else conv_features(tokens, config)
+    if config.dropout:
+        x = layers.Dropout(config.dropout)(x)
+    score = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(tokens, score, name=name)
+
+
+def conv_features(tokens, config: TrainingConfig):
+    """The conv1d and conv_lstm families, with the optional hashed n-gram branch beside them."""
     x = layers.Embedding(config.num_words, config.embedding_dim)(tokens)
     if config.spatial_dropout:
         x = layers.SpatialDropout1D(config.spatial_dropout)(x)
@@ -104,20 +111,13 @@ def build(name: str, config: TrainingConfig) -> keras.Model:
         raise ValueError(f"unknown architecture family {config.family!r}")
     if config.ngram_orders:
         x = layers.Concatenate()([x, *ngram_means(tokens, config)])
-    if config.dropout:
-        x = layers.Dropout(config.dropout)(x)
-    score = layers.Dense(1, activation="sigmoid")(x)
-    return keras.Model(tokens, score, name=name)
+    return x
 
 
-def build_bag(name: str, config: TrainingConfig, tokens) -> keras.Model:
-    """fastText-style: averaged word embeddings and averaged hashed n-gram embeddings -> Dense(1)."""
+def bag_features(tokens, config: TrainingConfig):
+    """fastText-style: averaged word embeddings beside averaged hashed n-gram embeddings."""
     words = layers.Embedding(config.num_words, config.embedding_dim, name="word_embedding")(tokens)
-    x = layers.Concatenate()([MaskedMean(name="word_mean")([words, tokens]), *ngram_means(tokens, config)])
-    if config.dropout:
-        x = layers.Dropout(config.dropout)(x)
-    score = layers.Dense(1, activation="sigmoid")(x)
-    return keras.Model(tokens, score, name=name)
+    return layers.Concatenate()([MaskedMean(name="word_mean")([words, tokens]), *ngram_means(tokens, config)])
 
 
 def compile_for_training(model: keras.Model, config: TrainingConfig) -> None:

@@ -90,14 +90,20 @@ def configured(name: str, args: argparse.Namespace) -> presets.TrainingConfig:
     return replace(presets.get(name), **{key: value for key, value in overrides.items() if value is not None})
 
 
+def seeded_model(keras, models, name: str, config: presets.TrainingConfig, seed: int, reviews: int) -> tuple:
+    """A compiled model and an order for the training reviews, both fixed by ``seed``."""
+    keras.utils.set_random_seed(seed)
+    # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
+    order = np.random.default_rng(seed).permutation(reviews)
+    model = models.build(name, config)
+    models.compile_for_training(model, config)
+    return model, order
+
+
 def train_once(keras, models, name: str, config: presets.TrainingConfig, seed: int, x_train: np.ndarray,
                y_train: np.ndarray, verbose: int) -> dict:
     """One seeded training run."""
-    keras.utils.set_random_seed(seed)
-    # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    model = models.build(name, config)
-    models.compile_for_training(model, config)
+    model, order = seeded_model(keras, models, name, config, seed, len(x_train))
     model.summary(print_fn=log.info)
     best = models.BestEpochWeights()
     callbacks = [best]
@@ -120,10 +126,7 @@ def refit(keras, models, name: str, config: presets.TrainingConfig, seed: int, e
           y_train: np.ndarray, verbose: int) -> tuple:
     """The chosen configuration trained again on every training review for ``epochs`` epochs; no
     validation split is left, so the epoch count comes from the validation run."""
-    keras.utils.set_random_seed(seed)
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    model = models.build(name, config)
-    models.compile_for_training(model, config)
+    model, order = seeded_model(keras, models, name, config, seed, len(x_train))
     started = time.perf_counter()
     model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size, verbose=verbose)
     return model, round(time.perf_counter() - started, 1)
