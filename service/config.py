@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     opentelemetry: bool = Field(
         False, description="FastAPI's native OpenTelemetry traces, metrics and logs, sent to the globally "
                            "configured providers (costs CPU on every request).")
+    access_log: bool = Field(True, description="One JSON line per request on stdout (flushed within 0.2 s).")
     log_reviews: bool = Field(False, description="Log review text (off: logs carry counts and timings only).")
     log_level: str = "info"
 

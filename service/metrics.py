@@ -47,6 +47,12 @@ def for_model(name: str) -> ModelMetrics:
                         batch_size=MODEL_BATCH_SIZE.labels(name))
 
 
+@functools.cache
+def for_route(path: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The request counter and latency histogram of one route, method and status (bounded values)."""
+    return HTTP_REQUESTS.labels(path, method, str(status)), HTTP_LATENCY.labels(path, method)
+
+
 def render() -> tuple[bytes, str]:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
+from service.access_log import AccessLogWriter
 
-access_log = logging.getLogger("service.access")
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -48,10 +47,10 @@ class BodySizeLimit:
 
 
 class AccessLog:
-    """One structured log line and the HTTP metrics for every request."""
+    """The HTTP metrics and, unless ``writer`` is None, one access-log line for every request."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    def __init__(self, app: ASGIApp, writer: AccessLogWriter | None):
+        self.app, self.writer = app, writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,12 +69,26 @@ class AccessLog:
             await self.app(scope, receive, observed_send)
         finally:
             seconds = time.perf_counter() - started
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"  # bounded label values
-            metrics.HTTP_REQUESTS.labels(path, method, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(path, method).observe(seconds)
-            if access_log.isEnabledFor(logging.INFO):
-                record = {"method": scope["method"], "path": scope["path"], "status": status,
-                          "latency_ms": round(seconds * 1000, 3), **scope["state"].get("log", {})}
-                access_log.info(json.dumps(record, ensure_ascii=False))
+            requests, latency = metrics.for_route(path, method, status)
+            requests.inc()
+            latency.observe(seconds)
+            if self.writer is not None:
+                self.writer.write({"method": scope["method"], "path": scope["path"], "status": status,
+                                   "latency_ms": round(seconds * 1000, 3), **scope["state"].get("log", {})})
+
+
+class DirectRoute:
+    """Sends the requests one route matches straight to its ASGI app, past FastAPI's router and
+    exception middleware (about 15 µs of CPU per request). Only for an endpoint that answers its own
+    errors, such as ``PredictEndpoint``; add it before the other middleware so they still wrap it."""
+
+    def __init__(self, app: ASGIApp, route: BaseRoute):
+        self.app, self.route = app, route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.route.matches(scope)[0] is Match.FULL:
+            scope["route"] = self.route
+            return await self.route.app(scope, receive, send)
+        await self.app(scope, receive, send)

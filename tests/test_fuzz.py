@@ -130,9 +130,29 @@ ascii_text = st.one_of(
 )
 
 
+non_ascii_text = st.one_of(
+    st.text(),                                                          # any Unicode, lone surrogates too
+    st.lists(st.sampled_from(["Café", "naïve", "«film»", "映画", "😀", "—", "\u00a0", "\u2028", "\u212a", "İ", "ß",
+                              "Great", "isn't", "<br />", "a-b", "\x1c", "\ud800"]), max_size=60).map(" ".join),
+)
+
+
+def reference_encoding(text: str) -> list[int]:
+    lookup = tokenizer._index.get
+    return [START, *(lookup(word, OOV) for word in text_to_words(text))]
+
+
 @given(ascii_text)
 @settings(max_examples=300, deadline=None)
 def test_the_ascii_fast_path_encodes_exactly_like_the_reference_rule(text):
     # encode() takes the bytes path for ASCII text; the str rule (text_to_words) is the reference.
-    lookup = tokenizer._index.get
-    assert tokenizer.encode(text) == [START, *(lookup(word, OOV) for word in text_to_words(text))]
+    assert tokenizer.encode(text) == reference_encoding(text)
+
+
+@given(non_ascii_text)
+@settings(max_examples=300, deadline=None)
+def test_the_utf8_path_encodes_exactly_like_the_reference_rule(text):
+    assert tokenizer.encode(text) == reference_encoding(text)
+    (row,) = tokenizer.encode_batch([text])
+    sequence = reference_encoding(text)[-tokenizer.max_len:]
+    assert row[tokenizer.max_len - len(sequence):].tolist() == sequence and not row[:-len(sequence)].any()

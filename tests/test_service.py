@@ -1,7 +1,6 @@
 """The service on the committed models, through FastAPI's TestClient."""
 
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -396,31 +395,33 @@ def test_openapi_documents_the_api_with_examples(client):
     assert client.get("/docs").status_code == 200
 
 
-@pytest.fixture
-def access_log(caplog):
-    """caplog for the access logger, which does not propagate to the root logger."""
-    logger = logging.getLogger("service.access")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
+def access_log_lines(test_client, capsys) -> list[dict]:
+    test_client.app.state.access_log.flush()
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def test_one_log_line_per_request_without_review_text(client, access_log):
-    caplog = access_log
+def test_one_log_line_per_request_without_review_text(client, capsys):
+    access_log_lines(client, capsys)  # earlier requests'
     secret = "a uniquely identifiable review text"
     predict(client, [secret, "another"], ["conv1d"])
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "service.access"]
-    assert len(lines) == 1
+    client.get("/models")
+    lines = access_log_lines(client, capsys)
+    assert [line["path"] for line in lines] == ["/predict", "/models"]
     assert lines[0]["models"] == ["conv1d"] and lines[0]["reviews"] == 2 and lines[0]["status"] == 200
-    assert lines[0]["latency_ms"] > 0
-    assert secret not in caplog.text
+    assert lines[0]["latency_ms"] > 0 and lines[0]["time"].endswith("Z")
+    assert secret not in json.dumps(lines)
 
 
-def test_review_text_is_logged_only_when_configured(make_client, access_log):
+def test_review_text_is_logged_only_when_configured(make_client, capsys):
     test_client = make_client(log_reviews=True)
     predict(test_client, ["a uniquely identifiable review text"])
-    assert "a uniquely identifiable review text" in access_log.text
+    assert access_log_lines(test_client, capsys)[-1]["texts"] == ["a uniquely identifiable review text"]
+
+
+def test_access_log_can_be_turned_off(make_client, capsys):
+    test_client = make_client(access_log=False)
+    predict(test_client, ["fine"])
+    assert test_client.app.state.access_log is None and capsys.readouterr().out == ""
 
 
 def test_a_failing_model_gives_503_for_that_model_only(make_client):

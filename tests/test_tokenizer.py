@@ -7,7 +7,6 @@ from training.tokenizer import (
     START,
     Tokenizer,
     load_word_index,
-    pad_sequences,
     save_word_index,
     text_to_words,
     vocabulary_subset,
@@ -77,12 +76,15 @@ def test_long_reviews_keep_their_last_tokens(tokenizer):
     assert row.tolist() == [4] * 498 + [87, 20]  # the start token and the first 102 words are cut
 
 
-def test_pad_sequences_matches_keras_defaults():
+@pytest.mark.parametrize("max_len", [1, 3, 5, 12])
+def test_padding_and_truncation_match_keras_pad_sequences(imdb_word_index, max_len):
     import keras
 
-    sequences = [[1, 2, 3], [], list(range(1, 12)), [7]]
-    expected = keras.utils.pad_sequences(sequences, maxlen=5)
-    np.testing.assert_array_equal(pad_sequences(sequences, 5), expected)
+    texts = ["", "great", "a great film", "the movie was not good at all", "one two three four five six seven",
+             " ".join(["film"] * 11), "Café naïve «film» was great"]
+    short = Tokenizer(imdb_word_index, 10_000, max_len)
+    expected = keras.utils.pad_sequences([short.encode(text) for text in texts], maxlen=max_len)
+    np.testing.assert_array_equal(short.encode_batch(texts), expected)
 
 
 def test_vocabulary_subset_round_trips(tmp_path, imdb_word_index):
