@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             skip_broken=settings.skip_broken_models)
         batchers = {
             name: Batcher(model.predict, max_batch_size=settings.batch_max_size,
-                          max_wait=settings.batch_max_wait_ms / 1000,
+                          max_wait=settings.batch_max_wait_ms / 1000, timeout=settings.request_timeout_seconds,
                           on_batch=metrics.for_model(name).batch_size.observe, name=name)
             for name, model in repository.models.items()
         }

@@ -20,6 +20,11 @@ import numpy as np
 _STOP = object()
 
 
+def _time_out(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class BatcherClosedError(RuntimeError):
     """The batcher is shutting down and takes no new work."""
 
@@ -32,10 +37,12 @@ class _Pending:
 
 class Batcher:
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], *, max_batch_size: int = 64,
-                 max_wait: float = 0.002, on_batch: Callable[[int], None] | None = None, name: str = "model"):
+                 max_wait: float = 0.002, timeout: float | None = None, on_batch: Callable[[int], None] | None = None,
+                 name: str = "model"):
         self._predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
+        self.timeout = timeout
         self._on_batch = on_batch
         self._queue: asyncio.Queue = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
@@ -49,13 +56,23 @@ class Batcher:
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     async def predict(self, tokens: np.ndarray) -> np.ndarray:
-        """Scores for ``tokens`` (one request's rows), computed in some shared batch."""
+        """Scores for ``tokens`` (one request's rows), computed in some shared batch. Raises
+        TimeoutError if they are not ready within ``timeout`` seconds (a request still queued then
+        is never run)."""
         if self._closed:
             raise BatcherClosedError("the model is shutting down")
         self.start()
-        pending = _Pending(tokens, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        pending = _Pending(tokens, loop.create_future())
         self._queue.put_nowait(pending)
-        return await pending.future
+        if self.timeout is None:
+            return await pending.future
+        # A plain timer: a third of the CPU of asyncio.timeout(), on every request.
+        timer = loop.call_later(self.timeout, _time_out, pending.future)
+        try:
+            return await pending.future
+        finally:
+            timer.cancel()
 
     async def close(self) -> None:
         """Stop taking work, finish everything already queued, then stop the worker."""

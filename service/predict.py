@@ -10,16 +10,17 @@ the same error format (``service.errors``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
+from urllib.parse import parse_qsl
 
 import numpy as np
 from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from service import metrics, security
@@ -52,6 +53,13 @@ async def read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=1024)  # clients repeat a handful of query strings
+def model_names(query_string: bytes) -> tuple[str, ...]:
+    """The ``model`` values of the query string, parsed as Starlette parses query strings."""
+    return tuple(value for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+                 if key == "model")
 
 
 def parse_body(raw: bytes) -> PredictRequest:
@@ -89,17 +97,20 @@ def _unavailable(model: LoadedModel, message: str) -> ServiceUnavailable:
     return ServiceUnavailable(message)
 
 
-async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> np.ndarray:
+async def _score(model: LoadedModel, batcher: Batcher, tokens: np.ndarray) -> list[float]:
     started = time.perf_counter()
     try:
-        scores = await batcher.predict(tokens)
+        scores = (await batcher.predict(tokens)).tolist()
     except BatcherClosedError:
         raise _unavailable(model, f"model {model.name} is shutting down; retry on another instance") from None
+    except TimeoutError:
+        raise _unavailable(model, f"prediction took longer than {batcher.timeout} s "
+                                  "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer reviews") from None
     except Exception as error:
         log.exception("model %s failed", model.name)
         raise _unavailable(model, f"model {model.name} failed to score the reviews ({type(error).__name__}); "
                                   "other models are unaffected") from None
-    if not ((scores >= 0) & (scores <= 1)).all():  # NaN fails both comparisons
+    if not all(0 <= score <= 1 for score in scores):  # NaN fails too
         log.error("model %s returned scores outside [0, 1]", model.name)
         raise _unavailable(model, f"model {model.name} returned invalid scores; other models are unaffected")
     model_metrics = metrics.for_model(model.name)
@@ -140,7 +151,7 @@ class PredictEndpoint:
         check_limits(reviews, settings)
         serving = scope["app"].state.serving
         try:
-            models = serving.repository.resolve(QueryParams(scope["query_string"]).getlist("model") or None)
+            models = serving.repository.resolve(model_names(scope["query_string"]))
         except UnknownModelError as error:
             raise invalid(("query", "model"), str(error), error.unknown) from None
         logged = scope.setdefault("state", {})["log"] = {"models": [m.name for m in models], "reviews": len(reviews)}
@@ -156,18 +167,13 @@ class PredictEndpoint:
             encoded = [t.encode_batch(reviews) for t in tokenizers]
         tokens = {id(t): batch for t, batch in zip(tokenizers, encoded)}
 
-        try:
-            async with asyncio.timeout(settings.request_timeout_seconds):
-                scoring = [_score(m, serving.batchers[m.name], tokens[id(m.tokenizer)]) for m in models]
-                all_scores = [await scoring[0]] if len(scoring) == 1 else await asyncio.gather(*scoring)
-        except TimeoutError:
-            raise ServiceUnavailable(f"prediction took longer than {settings.request_timeout_seconds} s "
-                                     "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer reviews") from None
+        scoring = [_score(m, serving.batchers[m.name], tokens[id(m.tokenizer)]) for m in models]
+        all_scores = [await scoring[0]] if len(scoring) == 1 else await asyncio.gather(*scoring)
 
         results = []
         for m, scores in zip(models, all_scores):
             predictions = [Prediction(score=score, label="positive" if score >= 0.5 else "negative")
-                           for score in scores.astype(float).tolist()]
+                           for score in scores]
             results.append(ModelResult(model=m.name, predictions=predictions))
         summary = None
         if len(results) > 1:

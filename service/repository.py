@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +105,7 @@ class ModelRepository:
             model.predict(model.tokenizer.encode_batch([WARM_UP_REVIEW]))
         self.warmed_up = True
 
-    def resolve(self, requested: list[str] | None) -> list[LoadedModel]:
+    def resolve(self, requested: Sequence[str] | None) -> list[LoadedModel]:
         """The models named in a request, in the order asked, without repeats."""
         if not requested:
             return [self.models[self.default_name]]

@@ -223,3 +223,23 @@ def test_a_wrong_number_of_scores_fails_the_batch():
         await batcher.close()
 
     run(scenario())
+
+
+def test_requests_not_scored_within_the_timeout_fail_and_queued_ones_are_never_run():
+    async def scenario():
+        model = RecordingModel(delay=0.3)
+        batcher = Batcher(model, max_batch_size=1, max_wait=0.0, timeout=0.1)
+        running = asyncio.create_task(batcher.predict(rows(1)))
+        await asyncio.sleep(0.02)  # the first request is in the model now; the second waits behind it
+        queued = asyncio.create_task(batcher.predict(rows(2)))
+        outcomes = await asyncio.gather(running, queued, return_exceptions=True)
+        model.delay = 0
+        await asyncio.sleep(0.3)  # the first batch finishes (its scores are dropped)
+        later = await batcher.predict(rows(3))  # and the batcher goes on serving
+        await batcher.close()
+        return model, outcomes, later
+
+    model, outcomes, later = run(scenario())
+    assert all(isinstance(outcome, TimeoutError) for outcome in outcomes)
+    assert [batch[:, 0].tolist() for batch in model.batches] == [[1], [3]]
+    assert later.tolist() == [3]
