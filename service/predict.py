@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from urllib.parse import parse_qsl
@@ -21,6 +20,7 @@ from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from service import metrics, security
@@ -35,7 +35,6 @@ log = logging.getLogger("service")
 # Tokenizing this many characters takes a few milliseconds: beyond it, tokenize in a worker thread
 # so one huge request cannot stall the event loop.
 INLINE_TOKENIZE_CHARS = 20_000
-JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 def is_json(content_type: bytes | None) -> bool:
@@ -129,14 +128,12 @@ class PredictEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            status, body, headers = 200, await self._predict(scope, receive), JSON_HEADERS
+            body = await self._predict(scope, receive)
         except Exception as error:  # the errors raised on purpose get their status; others re-raise (500)
-            status, content, extra_headers = error_response(error)
-            body = json.dumps(content, ensure_ascii=False).encode()
-            headers = JSON_HEADERS + [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                                      for name, value in extra_headers.items()]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            status, content, headers = error_response(error)
+            return await JSONResponse(content, status, headers)(scope, receive, send)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
 
     async def _predict(self, scope: Scope, receive: Receive) -> bytes:

@@ -156,3 +156,15 @@ def test_the_utf8_path_encodes_exactly_like_the_reference_rule(text):
     (row,) = tokenizer.encode_batch([text])
     sequence = reference_encoding(text)[-tokenizer.max_len:]
     assert row[tokenizer.max_len - len(sequence):].tolist() == sequence and not row[:-len(sequence)].any()
+
+
+short_tokenizers = {max_len: Tokenizer(load_word_index(WORD_INDEX), num_words=10_000, max_len=max_len)
+                    for max_len in (1, 2, 5, 12)}
+
+
+@given(st.one_of(ascii_text, non_ascii_text), st.sampled_from(sorted(short_tokenizers)))
+@settings(max_examples=300, deadline=None)
+def test_batches_keep_the_last_tokens_of_the_reference_sequence(text, max_len):
+    (row,) = short_tokenizers[max_len].encode_batch([text])
+    kept = reference_encoding(text)[-max_len:]
+    assert row.tolist() == [0] * (max_len - len(kept)) + kept

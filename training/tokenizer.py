@@ -62,12 +62,18 @@ class Tokenizer:
         }
         self._ascii_index = {word.encode(): index for word, index in self._index.items() if word.isascii()}
 
-    def _words(self, text: str) -> tuple[list, Callable]:
-        """``text_to_words(text)`` (as bytes for ASCII text) and the index lookup for those words."""
+    def _words(self, text: str, last: int = -1) -> tuple[list, Callable]:
+        """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, and the
+        index lookup for those words."""
         if text.isascii():  # most reviews
-            return text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).split(), self._ascii_index.get
-        utf8 = text.lower().encode("utf-8", "surrogatepass").translate(_UTF8_FILTER_TABLE)
-        return utf8.decode("utf-8", "surrogatepass").split(), self._index.get
+            words = text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).rsplit(maxsplit=last)
+            lookup = self._ascii_index.get
+        else:
+            utf8 = text.lower().encode("utf-8", "surrogatepass").translate(_UTF8_FILTER_TABLE)
+            words, lookup = utf8.decode("utf-8", "surrogatepass").rsplit(maxsplit=last), self._index.get
+        if 0 <= last < len(words):  # rsplit() left the words before the last ones in one piece
+            del words[0]
+        return words, lookup
 
     def encode(self, text: str) -> list[int]:
         """The unpadded index sequence of one review, starting with START."""
@@ -79,13 +85,12 @@ class Tokenizer:
         truncated at the front, keeping the last ``max_len`` (Keras ``pad_sequences`` defaults)."""
         batch = np.zeros((len(texts), self.max_len), dtype=np.int32)
         for row, text in zip(batch, texts):
-            words, lookup = self._words(text)
-            kept = min(len(words), self.max_len)
+            words, lookup = self._words(text, last=self.max_len)  # the rest would be cut anyway
+            kept = len(words)
             if kept < self.max_len:
                 row[-kept - 1] = START
             if kept:
-                tail = words if kept == len(words) else words[-kept:]
-                row[-kept:] = np.fromiter(map(lookup, tail, repeat(OOV)), np.int32, kept)
+                row[-kept:] = np.fromiter(map(lookup, words, repeat(OOV)), np.int32, kept)
         return batch
 
 
