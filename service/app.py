@@ -20,7 +20,7 @@ from service.batching import Batcher
 from service.config import Settings
 from service.middleware import AccessLog, BodySizeLimit, DirectRoute
 from service.predict import PredictEndpoint
-from service.repository import ModelRepository
+from service.repository import ModelLoadError, ModelRepository
 from service.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -64,8 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.model_dir, intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads, default_model=settings.default_model,
             skip_broken=settings.skip_broken_models)
+        unknown = sorted(set(settings.batch_max_sizes) - set(repository.models) - set(repository.failed))
+        if unknown:
+            raise ModelLoadError(f"SENTIMENT_BATCH_MAX_SIZES names models that do not exist: {', '.join(unknown)}; "
+                                 f"loaded: {', '.join(repository.models)}")
         batchers = {
-            name: Batcher(model.predict, max_batch_size=settings.batch_max_size,
+            name: Batcher(model.predict, max_batch_size=settings.max_batch_size(name),
                           max_wait=settings.batch_max_wait_ms / 1000, timeout=settings.request_timeout_seconds,
                           on_batch=metrics.for_model(name).batch_size.observe, name=name)
             for name, model in repository.models.items()

@@ -154,6 +154,20 @@ def test_default_model_is_the_most_accurate(client):
     assert client.get("/models").json()["default"] == best
 
 
+def test_batch_size_can_be_set_per_model(monkeypatch):
+    monkeypatch.setenv("SENTIMENT_BATCH_MAX_SIZES", '{"conv_lstm": 64}')
+    settings = Settings(model_dir=MODELS_DIR, batch_max_size=8)
+    with TestClient(create_app(settings)) as test_client:
+        batchers = test_client.app.state.serving.batchers
+        assert batchers["conv_lstm"].max_batch_size == 64 and batchers["conv1d"].max_batch_size == 8
+
+
+def test_a_batch_size_for_an_unknown_model_stops_start_up():
+    with pytest.raises(Exception, match="SENTIMENT_BATCH_MAX_SIZES names models that do not exist: bert"):
+        with TestClient(create_app(Settings(model_dir=MODELS_DIR, batch_max_sizes={"bert": 4}))):
+            pass
+
+
 def test_default_model_is_configurable(make_client):
     test_client = make_client(default_model="conv_lstm")
     assert predict(test_client, ["fine"]).json()["results"][0]["model"] == "conv_lstm"
