@@ -487,3 +487,14 @@ def test_invalid_scores_give_503_not_500(make_client):
 def test_fastapi_opentelemetry_follows_the_setting(enabled):
     app = create_app(Settings(model_dir=MODELS_DIR, opentelemetry=enabled))
     assert all(app._telemetry[signal] is enabled for signal in ("tracing", "metrics", "logs"))
+
+
+def test_predict_behind_a_root_path_takes_fastapis_router_to_the_same_endpoint(client):
+    with TestClient(create_app(Settings(model_dir=MODELS_DIR)), root_path="/sentiment") as prefixed:
+        wait_until_ready(prefixed)
+        # The path does not equal /predict, so DirectRoute passes the request on to FastAPI's router.
+        routed = prefixed.post("/sentiment/predict", params={"model": "conv1d"}, json={"reviews": ["a fine film"]})
+        invalid = prefixed.post("/sentiment/predict", json={"reviews": []})
+    assert routed.status_code == 200
+    assert routed.json() == predict(client, ["a fine film"], ["conv1d"]).json()
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "reviews"]
