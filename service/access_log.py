@@ -13,11 +13,9 @@ import asyncio
 import json
 import sys
 import time
+from select import PIPE_BUF  # writes of at most this many bytes to a pipe are atomic
 from typing import TextIO
 
-# Writes of at most PIPE_BUF bytes to a pipe are atomic, so lines from several worker processes
-# sharing one stdout pipe never interleave mid-line.
-PIPE_BUF = 4096
 MAX_WAITING_LINES = 256
 
 
@@ -52,6 +50,7 @@ class AccessLogWriter:
             self._flush_timer = None
         lines, self._lines = self._lines, []
         stream = self._stream or sys.stdout
+        # Atomic writes: lines from several worker processes sharing one stdout pipe never interleave.
         for chunk in _chunks(lines, PIPE_BUF):
             stream.write(chunk)
             stream.flush()

@@ -3,8 +3,8 @@
 FastAPI still routes to it and documents it (``app.py`` declares the operation, its parameters and
 models), but its per-request machinery (Request objects, dependency solving, response validation)
 is skipped: on two cores, where a single-review request costs about 400 µs of CPU in all (210 µs of
-it onnxruntime's), every 10 µs of per-request Python is about 2.5 % of the throughput. The checks are the same, in the same order, with
-the same error format (``service.errors``).
+it onnxruntime's), every 10 µs of per-request Python is about 2.5 % of the throughput. The checks
+are the same, in the same order, with the same error format (``service.errors``).
 """
 
 from __future__ import annotations
