@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.repository import ModelRepository
+from service.repository import ModelLoadError, ModelRepository
 from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, read_metadata
 
 # Unambiguous real reviews from the IMDB test set (1 or 10 stars), found by their opening words.
@@ -163,7 +163,7 @@ def test_batch_size_can_be_set_per_model(monkeypatch):
 
 
 def test_a_batch_size_for_an_unknown_model_stops_start_up():
-    with pytest.raises(Exception, match="SENTIMENT_BATCH_MAX_SIZES names models that do not exist: bert"):
+    with pytest.raises(ModelLoadError, match="SENTIMENT_BATCH_MAX_SIZES names models that do not exist: bert"):
         with TestClient(create_app(Settings(model_dir=MODELS_DIR, batch_max_sizes={"bert": 4}))):
             pass
 
