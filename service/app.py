@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.access_log is not None:
             app.state.access_log.flush()
 
-    app = FastAPI(
+    app = SentimentAPI(
         title="IMDB sentiment service",
         version="1.0.0",
         description=(
@@ -106,8 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Score reviews with one model or compare several", dependencies=protected,
         openapi_extra=PREDICT_OPENAPI)
     app.router.routes.append(predict)
-    # Middleware added first runs innermost: access log, body limit and CORS apply to /predict too.
-    app.add_middleware(DirectRoute, route=predict)
+    app.direct_routes.append(predict)
+    # Middleware added first runs innermost. Access log, body limit and CORS apply to /predict too.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog, writer=access_log)
     security.add_cors(app, settings)  # outermost: CORS headers go on every answer
@@ -154,6 +154,25 @@ def _configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+
+
+class SentimentAPI(FastAPI):
+    """FastAPI, plus ``direct_routes``: routes served by the user middleware around their endpoint
+    alone, past FastAPI's own per-request layers (``DirectRoute``). Each layer costs a coroutine call
+    or two per request, and the whole /predict path is only about 400 µs of CPU."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.direct_routes: list[APIRoute] = []
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        for route in self.direct_routes:
+            endpoint = route.app
+            for middleware, args, kwargs in reversed(self.user_middleware):  # the list is outermost first
+                endpoint = middleware(endpoint, *args, **kwargs)
+            stack = DirectRoute(stack, route, endpoint)
+        return stack
 
 
 class EndpointRoute(APIRoute):

@@ -80,16 +80,18 @@ class AccessLog:
 
 
 class DirectRoute:
-    """Sends requests for one path and method straight to its route's ASGI app, past FastAPI's router
-    and exception middleware. Only for an endpoint that answers its own errors, such as
-    ``PredictEndpoint``; add it before the other middleware so they still wrap it. Requests it does
-    not recognise (other methods, a root path) take the usual way, which leads to the same endpoint."""
+    """Sends requests for one route's path and method straight to ``endpoint``, past the rest of the
+    middleware stack ``app``. ``SentimentAPI`` puts it outermost, with ``endpoint`` the route's ASGI app
+    inside the user middleware, so such a request skips FastAPI's error, telemetry and body-limit
+    layers, its router and its exception middleware. Only for an endpoint that answers its own
+    errors, such as ``PredictEndpoint``. Requests it does not recognise (other methods, a root path)
+    take the usual way, which leads to the same endpoint."""
 
-    def __init__(self, app: ASGIApp, route: Route):
-        self.app, self.route = app, route
+    def __init__(self, app: ASGIApp, route: Route, endpoint: ASGIApp):
+        self.app, self.route, self.endpoint = app, route, endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.route.path and scope["method"] in self.route.methods:
             scope["route"] = self.route
-            return await self.route.app(scope, receive, send)
+            return await self.endpoint(scope, receive, send)
         await self.app(scope, receive, send)

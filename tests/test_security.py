@@ -75,6 +75,8 @@ def test_cors_allows_only_configured_origins():
         allowed = client.options("/predict", headers={"Origin": "https://a.example",
                                                       "Access-Control-Request-Method": "POST"})
         assert allowed.headers["access-control-allow-origin"] == "https://a.example"
+        scored = client.post("/predict", json=BODY, headers={"Origin": "https://a.example"})
+        assert scored.status_code == 200 and scored.headers["access-control-allow-origin"] == "https://a.example"
         other = client.post("/predict", json=BODY, headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
 
