@@ -1,6 +1,11 @@
 # Everything runs from a local virtualenv that these targets create and keep in step with the
 # pinned requirements: `make run` needs only the runtime, `make test` adds training and test tools.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Debian's python3.11, when it can make virtualenvs, before whatever python3.11 is first on PATH: it is
+# built with PGO and LTO and links libpython statically, so Python code runs about a quarter faster
+# than on a default pyenv build (the event loops' CPU per request is about 6 % lower; `make bench`).
+# The Docker image runs an optimized build too. Any Python 3.11 works: `make PYTHON=...`.
+SYSTEM_PYTHON := $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11)
+PYTHON ?= $(or $(SYSTEM_PYTHON),$(shell command -v python3.11 || command -v python3))
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data

@@ -1,11 +1,13 @@
-"""The benchmark's load generator against the real server: it counts answers and errors right."""
+"""The benchmark against the real server: the load generator counts answers and errors right, and the
+(a)/(b) pairs put each service rate over the limit measured just before it."""
 
 import json
 
 import uvloop
 
 from benchmarks import loadgen
-from tests.conftest import running_server
+from benchmarks.__main__ import PAIRED_ROUNDS, paired_ratios
+from tests.conftest import MODELS_DIR, running_server
 
 
 def test_loadgen_counts_requests_latencies_and_errors(tmp_path):
@@ -39,3 +41,19 @@ def test_loadgen_reconnects_when_the_server_closes_connections():
 
     result = uvloop.run(scenario())
     assert result["requests"] > 10 and result["errors"] == 0
+
+
+def test_paired_ratios_put_each_service_rate_over_the_limit_measured_just_before(tmp_path):
+    import numpy as np
+
+    bodies = tmp_path / "bodies.json"
+    bodies.write_text(json.dumps([{"reviews": [f"a wonderful film, number {i}"]} for i in range(8)]))
+    tokens = np.random.default_rng(0).integers(0, 10_000, (64, 500), dtype=np.int32)
+    with running_server() as (base_url, process):
+        pairs = paired_ratios(MODELS_DIR / "conv1d.onnx", tokens, threads=1, batch_size=8,
+                              url=f"{base_url}/predict?model=conv1d", bodies=bodies, duration=0.5,
+                              server_pid=process.pid)
+    assert len(pairs) == PAIRED_ROUNDS
+    for pair in pairs:
+        assert pair["limit"] > 0 and pair["service"] > 0 and pair["errors"] == 0
+        assert pair["ratio"] == pair["service"] / pair["limit"]
