@@ -3,6 +3,7 @@
 
 import json
 
+import numpy as np
 import uvloop
 
 from benchmarks import loadgen
@@ -44,8 +45,6 @@ def test_loadgen_reconnects_when_the_server_closes_connections():
 
 
 def test_paired_ratios_put_each_service_rate_over_the_limit_measured_just_before(tmp_path):
-    import numpy as np
-
     bodies = tmp_path / "bodies.json"
     bodies.write_text(json.dumps([{"reviews": [f"a wonderful film, number {i}"]} for i in range(8)]))
     tokens = np.random.default_rng(0).integers(0, 10_000, (64, 500), dtype=np.int32)
