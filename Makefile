@@ -4,7 +4,8 @@
 # built with PGO and LTO and links libpython statically, so Python code runs about a quarter faster
 # than on a default pyenv build (the event loops' CPU per request is about 6 % lower; `make bench`).
 # The Docker image runs an optimized build too. Any Python 3.11 works: `make PYTHON=...`.
-SYSTEM_PYTHON := $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11)
+# (`?=` expands only where it is used: the probe runs when a venv is made, not on every `make`.)
+SYSTEM_PYTHON = $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11)
 PYTHON ?= $(or $(SYSTEM_PYTHON),$(shell command -v python3.11 || command -v python3))
 VENV ?= .venv
 BIN := $(VENV)/bin
