@@ -11,8 +11,8 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 
-# The service imports the training pipeline's tokenizer, and only that module of it.
-COPY training/__init__.py training/tokenizer.py training/
+# The service and the artifacts package it reads models with; nothing of training/.
+COPY artifacts/ artifacts/
 COPY service/ service/
 COPY models/*.onnx models/*.json models/
 
@@ -36,6 +36,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 WORKDIR /app
 COPY requirements.txt requirements-train.txt ./
 RUN pip install --no-cache-dir -r requirements-train.txt
+COPY artifacts/ artifacts/
 COPY training/ training/
 ENTRYPOINT ["python", "-m", "training"]
 CMD ["--data", "/data/aclImdb_v1_labeled.tar.gz", "--word-index", "/data/imdb_word_index.json", "--out", "/app/models"]

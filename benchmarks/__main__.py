@@ -31,7 +31,8 @@ import numpy as np
 import onnxruntime as ort
 
 from training.data import load_imdb
-from training.tokenizer import Tokenizer, load_word_index
+from artifacts.tokenizer import Tokenizer
+from artifacts.vocabulary import load_word_index
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"

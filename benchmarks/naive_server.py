@@ -15,7 +15,8 @@ from fastapi import FastAPI  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from training import models, presets  # noqa: E402
-from training.tokenizer import Tokenizer, load_word_index  # noqa: E402
+from artifacts.tokenizer import Tokenizer  # noqa: E402
+from artifacts.vocabulary import load_word_index  # noqa: E402
 
 MODEL_DIR = Path(os.environ.get("NAIVE_MODEL_DIR", "models"))
 NAME = os.environ.get("NAIVE_MODEL", "conv1d")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from training.tokenizer import Tokenizer, file_sha256, load_word_index
+from artifacts.tokenizer import Tokenizer
+from artifacts.vocabulary import file_sha256, load_word_index
 
 log = logging.getLogger("service.repository")
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from training.data import load_imdb
-from training.tokenizer import load_word_index
+from artifacts.vocabulary import load_word_index
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("IMDB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import MODELS_DIR, WORD_INDEX
-from training.tokenizer import OOV, START, Tokenizer, load_word_index, text_to_words
+from artifacts.tokenizer import OOV, START, Tokenizer, text_to_words
+from artifacts.vocabulary import load_word_index
 
 # Small limits, so generated data reaches them.
 SMALL_LIMITS = {"model_dir": MODELS_DIR, "max_reviews": 8, "max_review_chars": 2_000, "max_body_bytes": 50_000}

@@ -8,7 +8,8 @@ import pytest
 
 from training import pipeline
 from training.data import load_imdb
-from training.tokenizer import Tokenizer, file_sha256, load_word_index
+from artifacts.tokenizer import Tokenizer
+from artifacts.vocabulary import file_sha256, load_word_index
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import MODEL_NAMES, MODELS_DIR, read_metadata, running_server
-from training.tokenizer import Tokenizer, load_word_index
+from artifacts.tokenizer import Tokenizer
+from artifacts.vocabulary import load_word_index
 
 
 def rss_mb(pid: int) -> float:

@@ -101,7 +101,8 @@ def test_scores_match_the_pipeline_tokenizer_and_onnxruntime(client, real_test_r
     """200 real reviews: the service's scores equal tokenizer + onnxruntime run directly."""
     import onnxruntime as ort
 
-    from training.tokenizer import Tokenizer, load_word_index
+    from artifacts.tokenizer import Tokenizer
+    from artifacts.vocabulary import load_word_index
 
     texts, _ = real_test_reviews
     response = predict(client, texts, MODEL_NAMES)

@@ -1,16 +1,8 @@
 import numpy as np
 import pytest
 
-from training.tokenizer import (
-    KERAS_FILTERS,
-    OOV,
-    START,
-    Tokenizer,
-    load_word_index,
-    save_word_index,
-    text_to_words,
-    vocabulary_subset,
-)
+from artifacts.tokenizer import KERAS_FILTERS, OOV, START, Tokenizer, text_to_words
+from artifacts.vocabulary import load_word_index, save_word_index, vocabulary_subset
 
 
 @pytest.fixture(scope="module")

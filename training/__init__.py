@@ -1,2 +1,2 @@
-"""IMDB sentiment training pipeline. Keep this package import free of TensorFlow: the service imports
-``training.tokenizer``."""
+"""IMDB sentiment training pipeline (TensorFlow, Keras, tf2onnx). The service never imports it: what
+training and serving share lives in the ``artifacts`` package."""

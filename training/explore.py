@@ -20,7 +20,8 @@ import numpy as np
 from training import presets
 from training.data import load_imdb
 from training.pipeline import DEFAULT_DATA, DEFAULT_WORD_INDEX, SAMPLE_SEED, VALIDATION_SPLIT, train_once
-from training.tokenizer import Tokenizer, load_word_index
+from artifacts.tokenizer import Tokenizer
+from artifacts.vocabulary import load_word_index
 
 CONV1D, CONV_LSTM = presets.COURSE["conv1d"], presets.COURSE["conv_lstm"]
 ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2, "seeds": (1337,)}

@@ -20,7 +20,8 @@ import numpy as np
 
 from training import presets
 from training.data import OFFICIAL_URL, DataError, download, load_imdb
-from training.tokenizer import Tokenizer, file_sha256, load_word_index, save_word_index, vocabulary_subset
+from artifacts.tokenizer import Tokenizer
+from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
 
 VALIDATION_SPLIT = 0.2
 SAMPLE_SEED = 1337  # which reviews --limit keeps
