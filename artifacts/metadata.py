@@ -112,7 +112,8 @@ class ModelMetadata(_Strict):
     parameters: int | None = Field(None, ge=0)
     onnx_bytes: int | None = Field(None, ge=1)
     onnx_opset: int | None = None
-    parity_max_abs_diff: float | None = Field(None, ge=0, description="Largest |ONNX - Keras| score on the parity reviews.")
+    parity_max_abs_diff: float | None = Field(
+        None, ge=0, description="Largest |ONNX - Keras| score on the parity reviews.")
     test_metrics: TestMetrics | None = Field(None, description="On the 25,000 IMDB test reviews.")
     config: dict = Field(default_factory=dict, description="The training configuration (training/presets.py).")
     training: TrainingRecord | None = None

@@ -14,6 +14,7 @@ Free of TensorFlow: the service imports it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
@@ -60,33 +61,58 @@ class Tokenizer:
         }
         self._ascii_index = {word.encode(): index for word, index in self._index.items() if word.isascii()}
 
-    def _words(self, text: str, last: int = -1) -> tuple[list, Callable]:
-        """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, and the
-        index lookup for those words."""
+    def _words(self, text: str, last: int = -1) -> tuple[list, Callable, bool]:
+        """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, the index
+        lookup for those words, and whether words before the last ones were left out."""
         if text.isascii():  # most reviews
             words = text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).rsplit(maxsplit=last)
             lookup = self._ascii_index.get
         else:
             utf8 = text.lower().encode("utf-8", "surrogatepass").translate(_UTF8_FILTER_TABLE)
             words, lookup = utf8.decode("utf-8", "surrogatepass").rsplit(maxsplit=last), self._index.get
-        if 0 <= last < len(words):  # rsplit() left the words before the last ones in one piece
+        cut = 0 <= last < len(words)
+        if cut:  # rsplit() left the words before the last ones in one piece
             del words[0]
-        return words, lookup
+        return words, lookup, cut
 
     def encode(self, text: str) -> list[int]:
         """The unpadded index sequence of one review, starting with START."""
-        words, lookup = self._words(text)
+        words, lookup, _ = self._words(text)
         return [START, *map(lookup, words, repeat(OOV))]
 
     def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         """A ``(n, max_len)`` int32 array of ``[START, *word indices]`` per text, padded with PAD and
         truncated at the front, keeping the last ``max_len`` (Keras ``pad_sequences`` defaults)."""
+        return self.encode_reviews(texts).tokens
+
+    def encode_reviews(self, texts: Sequence[str]) -> EncodedBatch:
+        """``encode_batch(texts)`` with, per text, whether words were cut off to fit ``max_len``."""
         batch = np.zeros((len(texts), self.max_len), dtype=np.int32)
-        for row, text in zip(batch, texts):
-            words, lookup = self._words(text, last=self.max_len)  # the rest would be cut anyway
+        truncated = np.zeros(len(texts), dtype=bool)
+        for position, (row, text) in enumerate(zip(batch, texts, strict=True)):
+            words, lookup, truncated[position] = self._words(text, last=self.max_len)  # the rest would be cut
             kept = len(words)
             if kept < self.max_len:
                 row[-kept - 1] = START
             if kept:
                 row[-kept:] = np.fromiter(map(lookup, words, repeat(OOV)), np.int32, kept)
-        return batch
+        return EncodedBatch(batch, truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """Token ids for a batch of reviews, and what a caller should know about how they were read."""
+
+    tokens: np.ndarray  # (n, max_len) int32
+    truncated: np.ndarray  # (n,) bool: words before the last max_len were left out
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def words_read(self) -> np.ndarray:
+        """Per review, the words in the model's input (known or not; padding and START are not words)."""
+        return np.count_nonzero(self.tokens >= OOV, axis=1)
+
+    def known_words(self) -> np.ndarray:
+        """Per review, the words of the input that are in the model's vocabulary."""
+        return np.count_nonzero(self.tokens > OOV, axis=1)

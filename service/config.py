@@ -18,8 +18,8 @@ class Settings(BaseSettings):
     default_model: str | None = Field(None, description="Model used without ?model=; default: best test accuracy.")
     skip_broken_models: bool = Field(
         False, description="Start with the healthy models when some fail to load (/readyz lists the failures).")
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in the Docker image).")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     workers: int = Field(1, ge=1, description="uvicorn worker processes (python -m service).")
     ort_intra_op_threads: int = Field(1, ge=1, description="onnxruntime threads per model call.")
     ort_inter_op_threads: int = Field(1, ge=1, description="onnxruntime threads across graph nodes.")
@@ -41,12 +41,15 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="File with one API key per line (e.g. a mounted secret).")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; none by default.")
+    fast_path: bool = Field(
+        True, description="Serve POST /predict past FastAPI's per-request layers (service/fast_path.py); false "
+                          "sends it through FastAPI's router like every other route.")
     opentelemetry: bool = Field(
         False, description="FastAPI's native OpenTelemetry traces, metrics and logs, sent to the globally "
                            "configured providers (costs CPU on every request).")
     access_log: bool = Field(True, description="One JSON line per request on stdout (flushed within 0.2 s).")
     log_reviews: bool = Field(False, description="Log review text (off: logs carry counts and timings only).")
-    log_level: str = "info"
+    log_level: str = Field("info", description="Level of the service's logs on stderr (debug, info, warning, error).")
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

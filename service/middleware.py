@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.access_log import AccessLogWriter
+from service.errors import HTTPProblem, error_response
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -31,7 +30,8 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await JSONResponse({"detail": self._message()}, status_code=413)(scope, receive, send)
+            status, content, headers = error_response(HTTPProblem(413, self._message(), ("body",)))
+            return await JSONResponse(content, status, headers)(scope, receive, send)
         received = 0
 
         async def limited_receive() -> Message:
@@ -40,7 +40,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise HTTPException(413, self._message())
+                    raise HTTPProblem(413, self._message(), ("body",))
             return message
 
         await self.app(scope, limited_receive, send)
@@ -77,21 +77,3 @@ class AccessLog:
             if self.writer is not None:
                 self.writer.write({"method": scope["method"], "path": scope["path"], "status": status,
                                    "latency_ms": round(seconds * 1000, 3), **scope["state"].get("log", {})})
-
-
-class DirectRoute:
-    """Sends requests for one route's path and method straight to ``endpoint``, past the rest of the
-    middleware stack ``app``. ``SentimentAPI`` puts it outermost, with ``endpoint`` the route's ASGI app
-    inside the user middleware, so such a request skips FastAPI's error, telemetry and body-limit
-    layers, its router and its exception middleware. Only for an endpoint that answers its own
-    errors, such as ``PredictEndpoint``. Requests it does not recognise (other methods, a root path)
-    take the usual way, which leads to the same endpoint."""
-
-    def __init__(self, app: ASGIApp, route: Route, endpoint: ASGIApp):
-        self.app, self.route, self.endpoint = app, route, endpoint
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.route.path and scope["method"] in self.route.methods:
-            scope["route"] = self.route
-            return await self.endpoint(scope, receive, send)
-        await self.app(scope, receive, send)

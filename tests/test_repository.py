@@ -84,7 +84,8 @@ def test_metadata_that_does_not_match_the_model(model_dir):
 
 def test_metadata_with_a_missing_field(model_dir):
     edit_metadata(model_dir, "conv1d", num_words="many")
-    with pytest.raises(ModelLoadError, match="conv1d.json: metadata field 'num_words' is missing or not a int"):
+    with pytest.raises(ModelLoadError, match="conv1d.json: metadata does not fit the schema \\(field 'num_words': "
+                                             "Input should be a valid integer"):
         ModelRepository.load(model_dir)
 
 
@@ -137,3 +138,21 @@ def test_skip_broken_models_still_needs_one_model(model_dir):
         (model_dir / f"{name}.json").write_text("{oops")
     with pytest.raises(ModelLoadError, match="no model in .* could be loaded"):
         ModelRepository.load(model_dir, skip_broken=True)
+
+
+def test_metadata_without_a_required_field_names_it(model_dir):
+    path = model_dir / "conv1d.json"
+    metadata = json.loads(path.read_text())
+    del metadata["vocabulary"]
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(ModelLoadError, match="conv1d.json: metadata does not fit the schema \\(field 'vocabulary': "
+                                             "Field required"):
+        ModelRepository.load(model_dir)
+
+
+def test_every_committed_metadata_file_fits_the_schema():
+    from artifacts.metadata import read_metadata
+
+    for name in MODEL_NAMES:
+        metadata = read_metadata(MODELS_DIR / f"{name}.json")
+        assert metadata.name == name and metadata.test_metrics is not None and metadata.training is not None

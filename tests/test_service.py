@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.repository import ModelLoadError, ModelRepository
+from tests import fakes
 from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, read_metadata
 
 # Unambiguous real reviews from the IMDB test set (1 or 10 stars), found by their opening words.
@@ -101,16 +102,14 @@ def test_scores_match_the_pipeline_tokenizer_and_onnxruntime(client, real_test_r
     """200 real reviews: the service's scores equal tokenizer + onnxruntime run directly."""
     import onnxruntime as ort
 
-    from artifacts.tokenizer import Tokenizer
-    from artifacts.vocabulary import load_word_index
+    from artifacts.loading import load_tokenizer
+    from artifacts.metadata import read_metadata as read_typed_metadata
 
     texts, _ = real_test_reviews
     response = predict(client, texts, MODEL_NAMES)
     assert response.status_code == 200
     for result in response.json()["results"]:
-        metadata = read_metadata(result["model"])
-        tokenizer = Tokenizer(load_word_index(MODELS_DIR / metadata["vocabulary"]["file"]),
-                              metadata["num_words"], metadata["max_len"])
+        tokenizer = load_tokenizer(read_typed_metadata(MODELS_DIR / f"{result['model']}.json"), MODELS_DIR)
         session = ort.InferenceSession(str(MODELS_DIR / f"{result['model']}.onnx"),
                                        providers=["CPUExecutionProvider"])
         expected = session.run(None, {"tokens": tokenizer.encode_batch(texts)})[0].reshape(-1)
@@ -159,7 +158,7 @@ def test_batch_size_can_be_set_per_model(monkeypatch):
     monkeypatch.setenv("SENTIMENT_BATCH_MAX_SIZES", '{"conv_lstm": 64}')
     settings = Settings(model_dir=MODELS_DIR, batch_max_size=8)
     with TestClient(create_app(settings)) as test_client:
-        batchers = test_client.app.state.serving.batchers
+        batchers = test_client.app.state.core.batchers
         assert batchers["conv_lstm"].max_batch_size == 64 and batchers["conv1d"].max_batch_size == 8
 
 
@@ -269,7 +268,7 @@ def test_body_not_sent_as_json_is_refused(client, content_type):
     headers = {"content-type": content_type} if content_type else {}
     response = client.post("/predict", content=b'{"reviews": ["a fine film"]}', headers=headers)
     assert response.status_code == 415
-    assert "Content-Type: application/json" in response.json()["detail"]
+    assert "Content-Type: application/json" in error_messages(response)
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
@@ -324,7 +323,7 @@ def test_body_over_the_size_limit_is_413(make_client):
     assert predict(test_client, ["x" * 900]).status_code == 200
     response = predict(test_client, ["x" * 1_000])
     assert response.status_code == 413
-    assert "larger than 1000 bytes (SENTIMENT_MAX_BODY_BYTES)" in response.json()["detail"]
+    assert "larger than 1000 bytes (SENTIMENT_MAX_BODY_BYTES)" in error_messages(response)
 
 
 def test_streamed_body_over_the_size_limit_is_413(make_client):
@@ -439,49 +438,68 @@ def test_access_log_can_be_turned_off(make_client, capsys):
     assert test_client.app.state.access_log is None and capsys.readouterr().out == ""
 
 
-def test_a_failing_model_gives_503_for_that_model_only(make_client):
-    test_client = make_client()
-    wait_until_ready(test_client)
-    repository = test_client.app.state.serving.repository
-
-    def broken(tokens):
-        raise RuntimeError("onnxruntime exploded")
-
-    test_client.app.state.serving.batchers["conv_lstm"]._predict = broken
-    response = predict(test_client, ["good"], ["conv_lstm"])
-    assert response.status_code == 503
-    assert "model conv_lstm failed" in response.json()["detail"]
-    assert predict(test_client, ["good"], ["conv1d"]).status_code == 200
-    assert repository.ready
+def fake_client(*models, **settings) -> TestClient:
+    """An app serving fake models (tests/fakes.py), injected through create_app's ``core``."""
+    settings = Settings(model_dir=MODELS_DIR, **settings)
+    return TestClient(create_app(settings, core=fakes.core(*models, settings=settings)))
 
 
-def test_runtime_does_not_import_tensorflow():
-    code = ("import sys; import service.app, training.tokenizer; "
-            "assert not any(name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx') for name in sys.modules)")
+def test_a_failing_model_gives_503_for_that_model_only():
+    calls = []
+
+    def broken(tokens):  # answers the warm-up, then fails
+        calls.append(len(tokens))
+        if len(calls) > 1:
+            raise RuntimeError("onnxruntime exploded")
+        return np.full(len(tokens), 0.5, dtype=np.float32)
+
+    with fake_client(fakes.model("working"), fakes.model("broken", broken)) as test_client:
+        wait_until_ready(test_client)
+        response = predict(test_client, ["good"], ["broken"])
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert response.json()["detail"] == [{
+            "type": "model_unavailable", "loc": ["model", "broken"],
+            "msg": "model broken failed to score the reviews (RuntimeError); other models are unaffected"}]
+        assert predict(test_client, ["good"], ["working"]).status_code == 200
+        assert test_client.get("/readyz").status_code == 200
+
+
+def test_runtime_does_not_import_tensorflow_or_the_training_package():
+    code = ("import sys; import service.app, service.workers, artifacts.loading; "
+            "assert not any(name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'training') "
+            "for name in sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
 
 
-def test_a_prediction_over_the_time_limit_gives_503(make_client):
-    test_client = make_client(request_timeout_seconds=0.2)
-    wait_until_ready(test_client)
-
+def test_a_prediction_over_the_time_limit_gives_503():
     def slow(tokens):
         time.sleep(1.0)
         return np.full(len(tokens), 0.5, dtype=np.float32)
 
-    test_client.app.state.serving.batchers["conv1d"]._predict = slow
-    started = time.perf_counter()
-    response = predict(test_client, ["good"], ["conv1d"])
-    assert response.status_code == 503 and time.perf_counter() - started < 1.0
-    assert "longer than 0.2 s (SENTIMENT_REQUEST_TIMEOUT_SECONDS)" in response.json()["detail"]
+    with fake_client(fakes.model("slow", slow), request_timeout_seconds=0.2) as test_client:
+        wait_until_ready(test_client)
+        started = time.perf_counter()
+        response = predict(test_client, ["good"])
+        assert response.status_code == 503 and time.perf_counter() - started < 1.0
+        assert "longer than 0.2 s (SENTIMENT_REQUEST_TIMEOUT_SECONDS)" in error_messages(response)
 
 
-def test_invalid_scores_give_503_not_500(make_client):
-    test_client = make_client()
-    wait_until_ready(test_client)
-    test_client.app.state.serving.batchers["conv1d"]._predict = lambda tokens: np.full(len(tokens), np.nan)
-    response = predict(test_client, ["good"], ["conv1d"])
-    assert response.status_code == 503 and "returned invalid scores" in response.json()["detail"]
+def test_invalid_scores_give_503_not_500():
+    with fake_client(fakes.model("nan", lambda tokens: np.full(len(tokens), np.nan))) as test_client:
+        wait_until_ready(test_client)
+        response = predict(test_client, ["good"])
+        assert response.status_code == 503 and "returned invalid scores" in error_messages(response)
+
+
+def test_an_injected_core_serves_its_fake_model_with_its_version():
+    model = fakes.model("fake", accuracy=0.75)
+    with fake_client(model) as test_client:
+        wait_until_ready(test_client)
+        (result,) = predict(test_client, ["good film", "awful"]).json()["results"]
+        assert result == {"model": "fake", "version": model.version, "predictions": [
+            {"score": 0.5, "label": "positive"}, {"score": 0.0, "label": "negative"}]}
+        (info,) = test_client.get("/models").json()["models"]
+        assert info["version"] == model.version and info["test_accuracy"] == 0.75 and info["onnx_bytes"] is None
 
 
 @pytest.mark.parametrize("enabled", [False, True])
@@ -499,3 +517,127 @@ def test_predict_behind_a_root_path_takes_fastapis_router_to_the_same_endpoint(c
     assert routed.status_code == 200
     assert routed.json() == predict(client, ["a fine film"], ["conv1d"]).json()
     assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "reviews"]
+
+
+# ---- the fast path and the plain router answer alike
+
+
+EQUIVALENCE_REQUESTS = [
+    ("POST", "/predict?model=conv1d&model=bigram_bag", {"json": {"reviews": ["A fine film.", "Dull and long."]}}),
+    ("POST", "/predict?model=conv1d,conv_lstm", {"json": {"reviews": ["Not bad at all."]}}),
+    ("POST", "/predict?model=all", {"json": {"reviews": ["Great!"]}}),
+    ("POST", "/predict", {"json": {"reviews": ["good"]}}),
+    ("POST", "/predict?model=bert", {"json": {"reviews": ["good"]}}),
+    ("POST", "/predict", {"json": {"reviews": []}}),
+    ("POST", "/predict", {"json": {"reviews": ["fine", "  "]}}),
+    ("POST", "/predict", {"json": {"reviews": ["fine", 3]}}),
+    ("POST", "/predict", {"json": {"review": ["fine"]}}),
+    ("POST", "/predict", {"json": ["fine"]}),
+    ("POST", "/predict", {"json": {"reviews": ["x" * 60]}}),
+    ("POST", "/predict", {"json": {"reviews": ["ok"] * 5}}),
+    ("POST", "/predict", {"content": b"not json", "headers": {"content-type": "application/json"}}),
+    ("POST", "/predict", {"content": b'{"reviews": ["caf\xe9"]}', "headers": {"content-type": "application/json"}}),
+    ("POST", "/predict", {"content": b'{"reviews": ["fine"]}', "headers": {"content-type": "text/plain"}}),
+    ("POST", "/predict", {"content": b"x" * 2_000, "headers": {"content-type": "application/json"}}),
+    ("POST", "/predict", {"json": {"reviews": ["fine"]}, "headers": {"x-api-key": "wrong"}}),
+    ("POST", "/predict", {"json": {"reviews": ["fine"]}, "headers": {"x-api-key": "key-1"}}),
+    ("GET", "/predict", {}),
+    ("POST", "/predict/", {"json": {"reviews": ["fine"]}}),
+]
+
+
+def test_the_fast_path_and_fastapis_router_answer_every_request_alike():
+    """SENTIMENT_FAST_PATH=false is how a FastAPI upgrade is checked against the plain router."""
+    answers = {}
+    for fast_path in (True, False):
+        settings = {"fast_path": fast_path, "max_reviews": 4, "max_review_chars": 50, "max_body_bytes": 1_000,
+                    "api_keys": ["key-1"]}
+        with TestClient(create_app(Settings(model_dir=MODELS_DIR, **settings))) as test_client:
+            wait_until_ready(test_client)
+            answers[fast_path] = []
+            for method, url, kwargs in EQUIVALENCE_REQUESTS:
+                headers = {"x-api-key": "key-1", **kwargs.get("headers", {})}
+                response = test_client.request(method, url, **{**kwargs, "headers": headers})
+                answers[fast_path].append((method, url, response.status_code, response.json()))
+    assert {status for _, _, status, _ in answers[True]} >= {200, 401, 404, 405, 413, 415, 422}
+    assert answers[True] == answers[False]
+
+
+def test_the_fast_path_refuses_a_dependency_it_would_not_run():
+    from fastapi import APIRouter, Depends
+
+    from service.fast_path import FastPathError, SentimentAPI
+    from service.routes import predict as predict_route
+
+    def audit() -> None:
+        pass
+
+    router = APIRouter()
+    router.add_api_route("/predict", predict_route.predict, methods=["POST"], dependencies=[Depends(audit)])
+    with pytest.raises(FastPathError, match="cannot run dependency .*audit.* SENTIMENT_FAST_PATH=false"):
+        SentimentAPI().include_fast_router(router)
+    with pytest.raises(FastPathError, match="cannot run dependency .*audit"):
+        SentimentAPI().include_fast_router(predict_route.router, dependencies=[Depends(audit)])
+
+    async def with_a_parameter(limit: int = 3) -> None:
+        pass
+
+    router = APIRouter()
+    router.add_api_route("/predict", with_a_parameter, methods=["POST"])
+    with pytest.raises(FastPathError, match="does not read parameter\\(s\\) limit"):
+        SentimentAPI().include_fast_router(router)
+
+
+def test_a_trailing_slash_gets_a_404_that_names_the_route(client):
+    response = client.post("/predict/", json={"reviews": ["fine"]})
+    assert response.status_code == 404
+    assert response.json()["detail"] == [{"type": "not_found", "loc": [], "msg": (
+        "nothing is served at /predict/; did you mean /predict (without the trailing slash)?")}]
+    assert client.get("/nowhere/").json()["detail"][0]["msg"] == "Not Found"
+
+
+def test_two_models_can_be_asked_for_with_commas(client):
+    body = predict(client, ["A fine film."], ["conv1d,conv_lstm"]).json()
+    assert [r["model"] for r in body["results"]] == ["conv1d", "conv_lstm"]
+    assert body == predict(client, ["A fine film."], ["conv1d", "conv_lstm"]).json()
+
+
+def test_each_result_names_the_version_that_models_lists(client):
+    versions = {m["name"]: m["version"] for m in client.get("/models").json()["models"]}
+    assert versions == {name: read_metadata(name)["onnx_sha256"][:12] for name in MODEL_NAMES}
+    for result in predict(client, ["fine"], ["all"]).json()["results"]:
+        assert result["version"] == versions[result["model"]]
+
+
+def test_every_error_has_the_same_shape(client):
+    responses = [
+        client.post("/predict", json={"reviews": []}),
+        client.post("/predict?model=bert", json={"reviews": ["x"]}),
+        client.post("/predict", content=b"{}", headers={"content-type": "text/plain"}),
+        client.get("/nowhere"),
+        client.delete("/models"),
+        client.post("/predict", json={"reviews": [" "]}),
+    ]
+    for response in responses:
+        assert 400 <= response.status_code < 500
+        (detail,) = response.json()["detail"]
+        assert set(detail) <= {"type", "loc", "msg", "ctx"} and detail["type"] and detail["msg"]
+        assert not detail["msg"].startswith("Value error"), detail["msg"]
+
+
+def test_docs_and_the_schema_are_counted_under_their_own_paths(client):
+    client.get("/docs")
+    client.get("/openapi.json")
+    metrics = client.get("/metrics").text
+    for path in ("/docs", "/openapi.json"):
+        assert f'sentiment_http_requests_total{{method="GET",path="{path}",status="200"}}' in metrics
+
+
+def test_python_m_service_help_lists_the_settings_and_does_not_serve():
+    result = subprocess.run([sys.executable, "-m", "service", "--help"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0
+    assert "SENTIMENT_MODEL_DIR" in result.stdout and "SENTIMENT_FAST_PATH" in result.stdout
+    wrong = subprocess.run([sys.executable, "-m", "service", "--port", "9"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=30)
+    assert wrong.returncode == 2 and "SENTIMENT_PORT=8001 python -m service" in wrong.stderr

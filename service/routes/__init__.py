@@ -1,0 +1,1 @@
+"""One router per resource: thin HTTP shells over the scoring core (``service.scoring``)."""

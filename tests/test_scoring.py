@@ -1,0 +1,162 @@
+"""The scoring core on its own: no ASGI, no HTTP, fake models with a real tokenizer."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.scoring import (
+    POSITIVE_THRESHOLD,
+    InvalidInput,
+    ModelUnavailable,
+    ReviewScore,
+    UnknownModelError,
+    label_of,
+)
+from tests import fakes
+
+
+def score(core, reviews, models=None):
+    async def run():
+        try:
+            return await core.score(reviews, models)
+        finally:
+            await core.close()
+
+    return asyncio.run(run())
+
+
+def names(result) -> list[str]:
+    return [r.model for r in result.results]
+
+
+def test_without_model_names_the_most_accurate_model_answers():
+    core = fakes.core(fakes.model("a", accuracy=0.8), fakes.model("b", accuracy=0.9), fakes.model("c"))
+    assert names(score(core, ["good"])) == ["b"]
+
+
+@pytest.mark.parametrize(("requested", "expected"), [
+    (["b", "a"], ["b", "a"]),
+    (["a,b"], ["a", "b"]),
+    (["b, a", "a"], ["b", "a"]),
+    (["a", "a"], ["a"]),
+    (["all"], ["a", "b", "c"]),
+    (["a", "all"], ["a", "b", "c"]),
+    ([""], ["b"]),
+])
+def test_models_are_named_repeated_comma_separated_or_all_in_the_order_asked(requested, expected):
+    core = fakes.core(fakes.model("a"), fakes.model("b", accuracy=0.9), fakes.model("c"))
+    assert names(score(core, ["good"], requested)) == expected
+
+
+def test_an_unknown_model_is_an_input_error_that_lists_the_valid_names():
+    core = fakes.core(fakes.model("a"), fakes.model("b"))
+    with pytest.raises(UnknownModelError) as raised:
+        score(core, ["good"], ["a,nope"])
+    assert raised.value.field == ("model",) and raised.value.unknown == ["nope"]
+    assert "valid names: a, b (or 'all')" in raised.value.message
+
+
+def test_the_limits_name_the_field_and_the_setting():
+    core = fakes.core(fakes.model("a"), settings=Settings(max_reviews=2, max_review_chars=10))
+    with pytest.raises(InvalidInput, match="at most 2 per request \\(SENTIMENT_MAX_REVIEWS\\)") as too_many:
+        score(core, ["a", "b", "c"])
+    assert too_many.value.field == ("reviews",)
+    with pytest.raises(InvalidInput, match="review 1 has 11 characters, at most 10") as too_long:
+        score(core, ["good", "x" * 11])
+    assert too_long.value.field == ("reviews", 1)
+
+
+def test_labels_follow_the_one_threshold():
+    assert POSITIVE_THRESHOLD == 0.5
+    assert [label_of(s) for s in (0.0, 0.4999, 0.5, 1.0)] == ["negative", "negative", "positive", "positive"]
+    core = fakes.core(fakes.model("a"))
+    (result,) = score(core, ["good good bad", "bad awful", "good bad", "zzz"]).results
+    assert result.scores == pytest.approx([2 / 3, 0.0, 0.5, 0.5])
+    assert result.labels == ["positive", "negative", "positive", "positive"]
+
+
+def test_each_review_says_how_many_words_the_model_read_and_knew_and_whether_it_was_cut():
+    core = fakes.core(fakes.model("a"))
+    long_review = " ".join(["good"] * 5 + ["zzz"] * 10)  # 15 words, 8 fit
+    (result,) = score(core, ["good zzz film", "zzz", long_review]).results
+    assert result.reviews() == [
+        ReviewScore(score=0.5, label="positive", words_read=3, known_words=2, truncated=False),
+        ReviewScore(score=0.5, label="positive", words_read=1, known_words=0, truncated=False),
+        ReviewScore(score=0.5, label="positive", words_read=8, known_words=0, truncated=True),
+    ]
+
+
+def test_models_that_share_a_tokenizer_score_the_same_token_batch():
+    seen = []
+
+    def recording(tokens):
+        seen.append(tokens)
+        return fakes.share_of_positive_words(tokens)
+
+    shared = fakes.tokenizer()
+    core = fakes.core(fakes.model("a", recording, shared_tokenizer=shared),
+                      fakes.model("b", recording, shared_tokenizer=shared),
+                      fakes.model("c", recording))  # a tokenizer of its own
+    result = score(core, ["good film", "bad"], ["all"])
+    assert result.results[0].encoded is result.results[1].encoded
+    assert result.results[2].encoded is not result.results[0].encoded
+    assert all(np.array_equal(tokens, seen[0]) for tokens in seen)
+
+
+def test_agreement_lists_the_reviews_on_which_the_labels_differ():
+    core = fakes.core(fakes.model("a"), fakes.model("b", lambda tokens: np.full(len(tokens), 0.9, np.float32)))
+    result = score(core, ["good", "bad", "awful good"], ["a", "b"])
+    agreement = result.agreement
+    assert (agreement.models, agreement.agree, agreement.disagree, agreement.disagreements) == (["a", "b"], 2, 1, [1])
+    assert score(fakes.core(fakes.model("a")), ["good"]).agreement is None
+
+
+def test_each_result_names_its_models_version():
+    model = fakes.model("a")
+    (result,) = score(fakes.core(model), ["good"]).results
+    assert result.version == model.metadata.onnx_sha256[:12] == model.version
+
+
+def broken(tokens):
+    raise RuntimeError("onnxruntime exploded")
+
+
+def slow(tokens):
+    time.sleep(1.0)
+    return np.full(len(tokens), 0.5, np.float32)
+
+
+@pytest.mark.parametrize(("predict", "message"), [
+    (broken, "model bad failed to score the reviews (RuntimeError); other models are unaffected"),
+    (lambda tokens: np.full(len(tokens), np.nan, np.float32), "model bad returned invalid scores"),
+    (lambda tokens: np.full(len(tokens), 1.5, np.float32), "model bad returned invalid scores"),
+    (slow, "prediction took longer than 0.2 s (SENTIMENT_REQUEST_TIMEOUT_SECONDS)"),
+])
+def test_a_model_that_fails_is_unavailable_and_names_itself(predict, message):
+    core = fakes.core(fakes.model("good"), fakes.model("bad", predict),
+                      settings=Settings(request_timeout_seconds=0.2))
+    with pytest.raises(ModelUnavailable) as raised:
+        score(core, ["good"], ["bad"])
+    assert raised.value.model == "bad" and message in raised.value.message
+    assert names(score(fakes.core(fakes.model("good"), fakes.model("bad", predict)), ["good"], ["good"])) == ["good"]
+
+
+def test_a_closed_core_refuses_new_work():
+    core = fakes.core(fakes.model("a"))
+
+    async def run():
+        await core.close()
+        await core.score(["good"])
+
+    with pytest.raises(ModelUnavailable, match="model a is shutting down"):
+        asyncio.run(run())
+
+
+def test_long_requests_are_tokenized_off_the_event_loop_with_the_same_result():
+    core = fakes.core(fakes.model("a"))
+    reviews = ["good great " * 2_000, "bad " * 3_000]  # over INLINE_TOKENIZE_CHARS in all
+    (result,) = score(core, reviews).results
+    assert result.scores == [1.0, 0.0] and result.encoded.truncated.tolist() == [True, True]
