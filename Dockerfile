@@ -38,5 +38,6 @@ COPY requirements.txt requirements-train.txt ./
 RUN pip install --no-cache-dir -r requirements-train.txt
 COPY artifacts/ artifacts/
 COPY training/ training/
+ENV IMDB_DATA_DIR=/data
 ENTRYPOINT ["python", "-m", "training"]
-CMD ["--data", "/data/aclImdb_v1_labeled.tar.gz", "--word-index", "/data/imdb_word_index.json", "--out", "/app/models"]
+CMD ["--out", "/app/models"]

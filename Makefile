@@ -9,18 +9,31 @@ SYSTEM_PYTHON = $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/n
 PYTHON ?= $(or $(SYSTEM_PYTHON),$(shell command -v python3.11 || command -v python3))
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA ?= ../shared/data
 
-.PHONY: run test train bench docker-check clean
+.PHONY: run test lint chromium data train bench docker-check clean
 
 run: $(VENV)/.runtime-installed
 	$(BIN)/python -m service
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest
 
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+
+# Debian's chromium for the browser tests, installed when missing and run as root.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+# The IMDB data for `make train` and `make bench` (training/data.py): the folder IMDB_DATA_DIR names, else the
+# first of data/ and ../shared/data that has the files. `make data` fills data/ (or IMDB_DATA_DIR): copied from
+# ../shared/data when it is there, else downloaded and checked against the published md5. It needs only the
+# standard library, so it runs on $(PYTHON), without the virtualenv.
+data:
+	$(PYTHON) -m training.fetch_data
+
 train: $(VENV)/.dev-installed
-	$(BIN)/python -m training --data $(DATA)/aclImdb_v1_labeled.tar.gz --word-index $(DATA)/imdb_word_index.json --out models/
+	$(BIN)/python -m training --out models/
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks

@@ -1,5 +1,6 @@
-"""Loopback probe for docker-check.sh: GET /check -> 200 when the service is ready and labels
-a clearly positive and a clearly negative review correctly with every model, else 503."""
+"""Loopback probe for docker-check.sh: GET /check -> 200 when the service is ready, labels a clearly
+positive and a clearly negative review correctly with every model, and serves /docs with its own
+assets (from the container, which reaches no CDN), else 503."""
 
 import argparse
 import http.server
@@ -20,12 +21,19 @@ def check(service: str) -> str:
         headers={"content-type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=1.5) as response:
         body = json.load(response)
+    with urllib.request.urlopen(f"{service}/docs", timeout=1) as response:
+        page = response.read().decode()
+    if "/docs/static/swagger-ui-bundle.js" not in page:
+        raise AssertionError("/docs does not load Swagger UI from the service")
+    with urllib.request.urlopen(f"{service}/docs/static/swagger-ui-bundle.js", timeout=1) as response:
+        response.read()
     expected = list(REVIEWS.values())
     for result in body["results"]:
         labels = [prediction["label"] for prediction in result["predictions"]]
         if labels != expected:
             raise AssertionError(f"{result['model']} labelled {labels}, expected {expected}")
-    return f"ready: {ready['models']}; /predict labels correct for {[r['model'] for r in body['results']]}\n"
+    return (f"ready: {ready['models']}; /predict labels correct for {[r['model'] for r in body['results']]}; "
+            "/docs served with its assets\n")
 
 
 def main() -> None:

@@ -9,22 +9,19 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json  # noqa: E402
-
 from fastapi import FastAPI  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
+from artifacts.loading import load_tokenizer  # noqa: E402
+from artifacts.metadata import read_metadata  # noqa: E402
 from training import models, presets  # noqa: E402
-from artifacts.tokenizer import Tokenizer  # noqa: E402
-from artifacts.vocabulary import load_word_index  # noqa: E402
 
 MODEL_DIR = Path(os.environ.get("NAIVE_MODEL_DIR", "models"))
 NAME = os.environ.get("NAIVE_MODEL", "conv1d")
-metadata = json.loads((MODEL_DIR / f"{NAME}.json").read_text())
+metadata = read_metadata(MODEL_DIR / f"{NAME}.json")
 model = models.build(NAME, presets.get(NAME))
 model.load_weights(MODEL_DIR / "keras" / f"{NAME}.weights.h5")
-tokenizer = Tokenizer(load_word_index(MODEL_DIR / metadata["vocabulary"]["file"]),
-                      metadata["num_words"], metadata["max_len"])
+tokenizer = load_tokenizer(metadata, MODEL_DIR)
 app = FastAPI()
 
 

@@ -37,6 +37,7 @@ ALL_MODELS = "all"
 # Tokenizing this many characters takes about 0.4 ms: beyond it, tokenize in a worker thread so one
 # huge request cannot stall the event loop.
 INLINE_TOKENIZE_CHARS = 20_000
+RESOLVED_CACHE_SIZE = 1024
 
 
 def label_of(score: float) -> Label:
@@ -139,6 +140,7 @@ class ScoringCore:
         if missing:
             raise ValueError(f"no batcher for model(s) {', '.join(missing)}")
         self.repository, self.batchers, self.limits = repository, batchers, limits
+        self._resolved: dict[tuple[str, ...], list[LoadedModel]] = {}  # clients repeat a handful of model lists
 
     @classmethod
     def from_repository(cls, repository: ModelRepository, settings: Settings) -> ScoringCore:
@@ -190,8 +192,17 @@ class ScoringCore:
     def resolve(self, requested: Iterable[str] | None) -> list[LoadedModel]:
         """The models a request names, in the order asked, without repeats: none means the default,
         ``all`` every model; a name may also be a comma-separated list of names."""
+        key = tuple(requested or ())
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolve(key)
+            if len(self._resolved) < RESOLVED_CACHE_SIZE:
+                self._resolved[key] = resolved
+        return resolved
+
+    def _resolve(self, requested: tuple[str, ...]) -> list[LoadedModel]:
         models = self.repository.models
-        names = [name.strip() for entry in requested or () for name in entry.split(",")]
+        names = [name.strip() for entry in requested for name in entry.split(",")]
         names = [name for name in names if name]
         if not names:
             return [models[self.repository.default_name]]

@@ -12,40 +12,47 @@ import time
 from pathlib import Path
 
 import httpx
-
 import pytest
 
-from training.data import load_imdb
 from artifacts.vocabulary import load_word_index
+from training.data import SPLITS, Split
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("IMDB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-DATASET_ARCHIVE = SHARED_DATA / "aclImdb_v1_labeled.tar.gz"
-WORD_INDEX = SHARED_DATA / "imdb_word_index.json"
 MODELS_DIR = REPO_ROOT / "models"
 MODEL_NAMES = sorted(path.stem for path in MODELS_DIR.glob("*.onnx"))  # the committed models, as served
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tests need ../shared/data (or IMDB_SHARED_DATA)")
-    return path
+# Real data committed with the tests, so they need nothing beside the checkout (see tests/data/README.md).
+SAMPLE_REVIEWS = REPO_ROOT / "tests" / "data" / "imdb_sample.jsonl"  # 439 IMDB reviews, both splits
+KERAS_WORD_INDEX = MODELS_DIR / "vocab_20000.json"  # ranks 1..19,996 of the Keras IMDB word index, unchanged
 
 
 @pytest.fixture(scope="session")
 def imdb_word_index() -> dict[str, int]:
-    return load_word_index(_require(WORD_INDEX))
+    """The Keras IMDB word index (word -> frequency rank), its 19,996 most frequent words."""
+    return load_word_index(KERAS_WORD_INDEX)
+
+
+def read_sample_reviews() -> list[dict]:
+    """The committed sample, one dict per review: split, id, rating, label, text."""
+    return [json.loads(line) for line in SAMPLE_REVIEWS.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="session")
-def imdb_dataset():
-    """The real dataset, read once per test session (about three seconds)."""
-    return load_imdb(_require(DATASET_ARCHIVE))
+def imdb_dataset() -> dict[str, Split]:
+    """The committed sample of the real dataset, as ``training.data.load_imdb`` returns a dataset: both
+    splits, ordered by label folder (neg, pos) and review id."""
+    reviews = sorted(read_sample_reviews(), key=lambda review: (review["label"], review["id"]))
+    splits = {name: Split([], [], []) for name in SPLITS}
+    for review in reviews:
+        split = splits[review["split"]]
+        split.texts.append(review["text"])
+        split.labels.append(review["label"])
+        split.ratings.append(review["rating"])
+    return splits
 
 
 @pytest.fixture(scope="session")
 def real_test_reviews(imdb_dataset) -> tuple[list[str], list[int]]:
-    """200 reviews drawn at random (fixed seed) from the 25,000 test reviews."""
+    """200 reviews drawn at random (fixed seed) from the sample's test reviews."""
     test = imdb_dataset["test"]
     chosen = random.Random(7).sample(range(len(test)), 200)
     return [test.texts[i] for i in chosen], [test.labels[i] for i in chosen]
@@ -63,16 +70,17 @@ def write_review_tarball(path: Path, reviews: dict[str, str], prefix: str = "acl
 
 
 @pytest.fixture(scope="session")
-def sample_archive(tmp_path_factory, imdb_dataset) -> Path:
-    """A small real-data tarball: 200 train and 200 test reviews, balanced."""
-    reviews = {}
-    for split in ("train", "test"):
-        data = imdb_dataset[split]
-        picked = {0: 0, 1: 0}
-        for index, (text, label) in enumerate(zip(data.texts, data.labels)):
-            if picked[label] < 100:
-                picked[label] += 1
-                reviews[f"{split}/{'pos' if label else 'neg'}/{index}_{8 if label else 2}.txt"] = text
+def sample_archive(tmp_path_factory) -> Path:
+    """A small real-data tarball in the dataset's layout: 200 train and 200 test reviews, balanced (all the
+    sample's train reviews, and the first 100 test reviews of each label)."""
+    reviews, per_label = {}, {}
+    for review in sorted(read_sample_reviews(), key=lambda review: (review["split"], review["label"], review["id"])):
+        key = (review["split"], review["label"])
+        per_label[key] = per_label.get(key, 0) + 1
+        if per_label[key] <= 100:
+            folder = "pos" if review["label"] else "neg"
+            reviews[f"{review['split']}/{folder}/{review['id']}_{review['rating']}.txt"] = review["text"]
+    assert len(reviews) == 400, f"{SAMPLE_REVIEWS} needs 100 reviews of each label in each split"
     return write_review_tarball(tmp_path_factory.mktemp("data") / "sample.tar.gz", reviews)
 
 

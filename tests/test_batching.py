@@ -46,7 +46,7 @@ def test_each_request_gets_its_own_rows_in_order():
         return model, requests, results
 
     model, requests, results = run(scenario())
-    for request, scores in zip(requests, results):
+    for request, scores in zip(requests, results, strict=True):
         np.testing.assert_array_equal(scores, request[:, 0])
     assert sum(len(batch) for batch in model.batches) == 11
 

@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.app import create_app
-from service.config import Settings
-from tests.conftest import MODELS_DIR, WORD_INDEX
 from artifacts.tokenizer import OOV, START, Tokenizer, text_to_words
 from artifacts.vocabulary import load_word_index
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import KERAS_WORD_INDEX, MODELS_DIR
 
 # Small limits, so generated data reaches them.
 SMALL_LIMITS = {"model_dir": MODELS_DIR, "max_reviews": 8, "max_review_chars": 2_000, "max_body_bytes": 50_000}
@@ -25,9 +25,8 @@ def assert_helpful(response) -> None:
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         detail = response.json()["detail"]
-        assert detail, "a 4xx must say what to fix"
-        if isinstance(detail, list):
-            assert all(error["msg"] and error["loc"] for error in detail)
+        assert detail and isinstance(detail, list), "a 4xx must say what to fix, in the one error shape"
+        assert all(error["msg"] and error["type"] and isinstance(error["loc"], list) for error in detail)
 
 
 @schema.parametrize()
@@ -93,7 +92,7 @@ def test_arbitrary_json_values_get_a_clear_answer(value):
 
 # ---- the tokenizer on hostile text
 
-tokenizer = Tokenizer(load_word_index(WORD_INDEX), num_words=10_000, max_len=500)
+tokenizer = Tokenizer(load_word_index(KERAS_WORD_INDEX), num_words=10_000, max_len=500)
 hostile_text = st.one_of(
     st.text(),                                                          # arbitrary Unicode
     st.text(st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"])),  # control and space characters
@@ -159,7 +158,7 @@ def test_the_utf8_path_encodes_exactly_like_the_reference_rule(text):
     assert row[tokenizer.max_len - len(sequence):].tolist() == sequence and not row[:-len(sequence)].any()
 
 
-short_tokenizers = {max_len: Tokenizer(load_word_index(WORD_INDEX), num_words=10_000, max_len=max_len)
+short_tokenizers = {max_len: Tokenizer(load_word_index(KERAS_WORD_INDEX), num_words=10_000, max_len=max_len)
                     for max_len in (1, 2, 5, 12)}
 
 

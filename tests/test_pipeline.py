@@ -1,22 +1,30 @@
-"""End to end on a small sample: data -> tokenizer -> both models -> evaluation -> ONNX -> parity -> files."""
+"""End to end on a small sample: data -> tokenizer -> both models -> evaluation -> ONNX -> parity -> files;
+the metadata schema on what the pipeline writes and on the committed models; the cheap checks before TensorFlow."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from training import pipeline
-from training.data import load_imdb
+from artifacts.metadata import read_metadata
 from artifacts.tokenizer import Tokenizer
 from artifacts.vocabulary import file_sha256, load_word_index
+from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT
+from training import pipeline
+from training.data import DATA_DIR_ENV, load_imdb
+
+# The Keras word index's 19,996 most frequent words, unchanged: enough for every preset, and committed.
+WORD_INDEX = MODELS_DIR / "vocab_20000.json"
 
 
 @pytest.fixture(scope="module")
 def smoke_run(sample_archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
-    code = pipeline.main(["--data", str(sample_archive), "--out", str(out), "--epochs", "1", "--max-len", "120",
-                          "--verbose", "0", "--seeds", "5", "6"])
+    code = pipeline.main(["--data", str(sample_archive), "--word-index", str(WORD_INDEX), "--out", str(out),
+                          "--epochs", "1", "--max-len", "120", "--verbose", "0", "--seeds", "5", "6"])
     assert code == 0
     return out
 
@@ -30,22 +38,30 @@ def test_writes_every_artifact(smoke_run):
 
 @pytest.mark.parametrize("name", ["conv1d", "conv_lstm"])
 def test_metadata_describes_the_export(smoke_run, name):
-    metadata = json.loads((smoke_run / f"{name}.json").read_text())
-    assert metadata["name"] == name and metadata["max_len"] == 120 and metadata["num_words"] == 10_000
-    assert metadata["onnx_sha256"] == file_sha256(smoke_run / f"{name}.onnx")
-    assert metadata["vocabulary"]["sha256"] == file_sha256(smoke_run / "vocab_10000.json")
-    assert metadata["parity_max_abs_diff"] <= 1e-5
-    assert metadata["test_metrics"]["reviews"] == 200
-    assert set(metadata["test_metrics"]) >= {"accuracy", "loss", "roc_auc", "f1", "confusion_matrix"}
-    assert metadata["training"]["train_reviews"] == 200 and metadata["training"]["epochs"] == 1
-    candidates = metadata["training"]["seed_candidates"]
-    assert [run["seed"] for run in candidates] == [5, 6]
-    assert metadata["training"]["best_val_accuracy"] == max(run["best_val_accuracy"] for run in candidates)
+    metadata = read_metadata(smoke_run / f"{name}.json")  # fits the schema the service reads
+    assert metadata.name == name and metadata.max_len == 120 and metadata.num_words == 10_000
+    assert metadata.onnx_sha256 == file_sha256(smoke_run / f"{name}.onnx")
+    assert metadata.onnx_bytes == (smoke_run / f"{name}.onnx").stat().st_size
+    assert metadata.vocabulary.sha256 == file_sha256(smoke_run / "vocab_10000.json")
+    assert metadata.input.name == "tokens" and metadata.input.shape == [None, 120]
+    assert metadata.parity_max_abs_diff <= 1e-5
+    assert metadata.test_metrics.reviews == 200
+    matrix = metadata.test_metrics.confusion_matrix
+    assert matrix.tn + matrix.fp + matrix.fn + matrix.tp == 200
+    assert metadata.training.train_reviews == 200 and metadata.training.epochs == 1
+    assert metadata.training.validation_split == 0.2 and metadata.training.data.endswith("sample.tar.gz")
+    assert metadata.training.refit_on_all_training_reviews is None
+    candidates = metadata.training.seed_candidates
+    assert [run.seed for run in candidates] == [5, 6]
+    assert metadata.training.best_val_accuracy == max(run.best_val_accuracy for run in candidates)
+    assert metadata.parameters == sum(layer.params for layer in metadata.architecture) > 0
+    assert metadata.config["family"] == name and metadata.config["max_len"] == 120
     import h5py
 
     with h5py.File(smoke_run / "keras" / f"{name}.weights.h5") as weights:
         assert "layers" in weights and "optimizer" not in weights  # the model's weights only
-    assert {"tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(metadata["library_versions"])
+    assert {"tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(metadata.library_versions)
+    assert metadata.created is not None and metadata.created.utcoffset().total_seconds() == 0
     history = json.loads((smoke_run / f"{name}_history.json").read_text())
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"} and len(history["loss"]) == 1
 
@@ -53,13 +69,13 @@ def test_metadata_describes_the_export(smoke_run, name):
 @pytest.mark.parametrize("name", ["conv1d", "conv_lstm"])
 def test_onnx_model_reproduces_reported_accuracy(smoke_run, sample_archive, name):
     """Scores from the written ONNX file, tokenized by the written vocabulary, give the metadata's accuracy."""
-    metadata = json.loads((smoke_run / f"{name}.json").read_text())
+    metadata = read_metadata(smoke_run / f"{name}.json")
     tokenizer = Tokenizer(load_word_index(smoke_run / "vocab_10000.json"), 10_000, 120)
     test = load_imdb(sample_archive)["test"]
     session = ort.InferenceSession(str(smoke_run / f"{name}.onnx"), providers=["CPUExecutionProvider"])
     scores = session.run(None, {"tokens": tokenizer.encode_batch(test.texts)})[0].reshape(-1)
     accuracy = float(np.mean((scores >= 0.5) == np.asarray(test.labels)))
-    assert accuracy == pytest.approx(metadata["test_metrics"]["accuracy"], abs=1e-9)
+    assert accuracy == pytest.approx(metadata.test_accuracy, abs=1e-9)
 
 
 def test_report_answers_which_model_is_better(smoke_run):
@@ -80,7 +96,6 @@ def test_parity_check_fails_loudly():
 
 def _constant_onnx(width: int, value: float) -> bytes:
     """A tiny ONNX model mapping int32 [n, width] to a constant [n, 1] score."""
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -99,8 +114,58 @@ def _constant_onnx(width: int, value: float) -> bytes:
 
 
 def test_bad_data_path_is_a_one_line_error(tmp_path, capsys):
-    assert pipeline.main(["--data", str(tmp_path / "missing.tar.gz"), "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().count("\n") == 0
+    assert pipeline.main(["--data", str(tmp_path / "missing.tar.gz"), "--word-index", str(WORD_INDEX),
+                          "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "missing.tar.gz does not exist" in error
+
+
+def test_data_missing_from_the_setting_is_a_one_line_error_naming_the_setting_and_make_data(tmp_path, monkeypatch,
+                                                                                               capsys):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert pipeline.main(["--out", str(tmp_path / "models")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"{DATA_DIR_ENV}={tmp_path}" in error and "`make data`" in error and "aclImdb_v1.tar.gz" in error
+    assert not (tmp_path / "models").exists()
+
+
+def test_the_pipeline_reads_the_files_the_data_setting_names(sample_archive, tmp_path, monkeypatch):
+    (tmp_path / "aclImdb_v1.tar.gz").symlink_to(sample_archive)
+    (tmp_path / "imdb_word_index.json").symlink_to(WORD_INDEX)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    args = pipeline.parse_args([])
+    assert (args.data, args.word_index) == (tmp_path / "aclImdb_v1.tar.gz", tmp_path / "imdb_word_index.json")
+    dataset, word_index = pipeline.read_inputs(args)
+    assert len(dataset["train"]) == len(dataset["test"]) == 200 and word_index["the"] == 1
+
+
+@pytest.mark.parametrize("module", ["training", "training.explore"])
+def test_a_bad_data_path_fails_before_tensorflow_is_imported(module, tmp_path):
+    code = (f"import sys, runpy; sys.argv = ['{module}', '--data', {str(tmp_path / 'missing.tar.gz')!r}]\n"
+            "try:\n"
+            f"    runpy.run_module('{module}', run_name='__main__')\n"
+            "except SystemExit as exit:\n"
+            "    print(exit.code, sorted({'keras', 'tensorflow', 'training.fit'} & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "2 []", result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_committed_metadata_file_fits_the_schema(name):
+    metadata = read_metadata(MODELS_DIR / f"{name}.json")
+    assert metadata.name == name and metadata.onnx_sha256 == file_sha256(MODELS_DIR / f"{name}.onnx")
+    assert metadata.test_metrics is not None and metadata.training is not None
+
+
+def test_the_report_written_from_the_committed_metadata_is_the_committed_report(tmp_path):
+    from training import evaluate
+
+    everything = [read_metadata(MODELS_DIR / f"{name}.json") for name in MODEL_NAMES]
+    experiments = json.loads((MODELS_DIR / "experiments.json").read_text())
+    evaluate.write_report(everything, tmp_path / "REPORT.md", experiments)
+    assert (tmp_path / "REPORT.md").read_text() == (MODELS_DIR / "REPORT.md").read_text()
 
 
 def test_report_only_rewrites_the_report(smoke_run):
@@ -110,18 +175,19 @@ def test_report_only_rewrites_the_report(smoke_run):
 
 
 def test_bag_preset_refits_on_every_training_review(sample_archive, tmp_path):
-    code = pipeline.main(["--data", str(sample_archive), "--out", str(tmp_path), "--models", "bigram_bag",
-                          "--epochs", "2", "--max-len", "120", "--verbose", "0", "--seeds", "5"])
+    code = pipeline.main(["--data", str(sample_archive), "--word-index", str(WORD_INDEX), "--out", str(tmp_path),
+                          "--models", "bigram_bag", "--epochs", "2", "--max-len", "120", "--verbose", "0",
+                          "--seeds", "5"])
     assert code == 0
-    metadata = json.loads((tmp_path / "bigram_bag.json").read_text())
-    training = metadata["training"]
-    assert training["refit_on_all_training_reviews"]["epochs"] == training["best_epoch"] >= 1
-    assert training["refit_on_all_training_reviews"]["train_reviews"] == 200
-    assert metadata["num_words"] == 20_000 and metadata["parity_max_abs_diff"] <= 1e-5
+    metadata = read_metadata(tmp_path / "bigram_bag.json")
+    training = metadata.training
+    assert training.refit_on_all_training_reviews.epochs == training.best_epoch >= 1
+    assert training.refit_on_all_training_reviews.train_reviews == 200
+    assert metadata.num_words == 20_000 and metadata.parity_max_abs_diff <= 1e-5
     # the refitted model is the one evaluated and exported: its ONNX scores give the reported accuracy
     tokenizer = Tokenizer(load_word_index(tmp_path / "vocab_20000.json"), 20_000, 120)
     test = load_imdb(sample_archive)["test"]
     session = ort.InferenceSession(str(tmp_path / "bigram_bag.onnx"), providers=["CPUExecutionProvider"])
     scores = session.run(None, {"tokens": tokenizer.encode_batch(test.texts)})[0].reshape(-1)
     assert float(np.mean((scores >= 0.5) == np.asarray(test.labels))) == pytest.approx(
-        metadata["test_metrics"]["accuracy"], abs=1e-9)
+        metadata.test_accuracy, abs=1e-9)

@@ -78,7 +78,8 @@ def test_metadata_that_is_not_json_is_named(model_dir):
 
 def test_metadata_that_does_not_match_the_model(model_dir):
     edit_metadata(model_dir, "conv1d", max_len=400)
-    with pytest.raises(ModelLoadError, match="conv1d.onnx: input tokens is tensor\\(int32\\) .*expects int32 \\[batch, 400\\]"):
+    with pytest.raises(ModelLoadError,
+                       match="conv1d.onnx: input tokens is tensor\\(int32\\) .*expects int32 \\[batch, 400\\]"):
         ModelRepository.load(model_dir)
 
 

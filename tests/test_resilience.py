@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import MODEL_NAMES, MODELS_DIR, read_metadata, running_server
 from artifacts.tokenizer import Tokenizer
 from artifacts.vocabulary import load_word_index
+from tests.conftest import MODEL_NAMES, MODELS_DIR, read_metadata, running_server
 
 
 def rss_mb(pid: int) -> float:

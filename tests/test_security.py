@@ -37,7 +37,9 @@ def test_missing_or_wrong_keys_are_refused(keyed_client, headers):
     for response in (keyed_client.post("/predict", json=BODY, headers=headers),
                      keyed_client.get("/models", headers=headers), keyed_client.get("/metrics", headers=headers)):
         assert response.status_code == 401
-        assert "send a valid key in the X-API-Key header" in response.json()["detail"]
+        (detail,) = response.json()["detail"]
+        assert detail["loc"] == ["header", "X-API-Key"] and detail["type"] == "unauthorized"
+        assert "send a valid key in the X-API-Key header" in detail["msg"]
 
 
 def test_the_key_is_checked_before_the_body_is_read(keyed_client):

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.__main__ import TCP_ESTABLISHED, listening_sockets, tcp_sockets, wait_for_workers
+from benchmarks.procfs import TCP_ESTABLISHED, listening_sockets, tcp_sockets, wait_for_workers
 from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, free_port, running_server
 
 
@@ -68,7 +68,8 @@ def test_several_workers_serve_and_share_metrics():
         with httpx.Client(base_url=base_url, timeout=10) as client:
             for _ in range(20):  # new connections, spread over both workers by the kernel
                 with httpx.Client(base_url=base_url, timeout=10) as fresh:
-                    body = fresh.post("/predict?model=conv1d", json={"reviews": ["One of the best films ever made, wonderful acting."]}).json()
+                    review = "One of the best films ever made, wonderful acting."
+                    body = fresh.post("/predict?model=conv1d", json={"reviews": [review]}).json()
                     assert body["results"][0]["predictions"][0]["label"] == "positive"
             metrics = client.get("/metrics").text
     line = next(line for line in metrics.splitlines()

@@ -30,8 +30,15 @@ def test_case_is_folded(tokenizer):
     assert tokenizer.encode("GREAT Movie") == tokenizer.encode("great movie")
 
 
+def test_the_word_index_is_the_keras_imdb_index_up_to_rank_19996(imdb_word_index):
+    # models/vocab_20000.json: every rank from 1 to 19,996 once, and the Keras file's words at the ranks checked
+    assert sorted(imdb_word_index.values()) == list(range(1, 19_997))
+    assert [imdb_word_index[word] for word in ("the", "edged", "retains", "humanism")] == [1, 9_996, 9_997, 19_996]
+
+
 def test_unknown_and_rare_words_are_oov(tokenizer, imdb_word_index):
-    rare = next(word for word, rank in imdb_word_index.items() if rank == 20_000)
+    rare = next(word for word, rank in imdb_word_index.items() if rank == 15_000)  # index 15,003: beyond 10,000
+    assert Tokenizer(imdb_word_index, 20_000, 10).encode(rare) == [START, 15_003]  # a known word, only rare
     assert tokenizer.encode(f"zzqqxxnotaword {rare}") == [START, OOV, OOV]
 
 

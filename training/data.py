@@ -1,12 +1,26 @@
-"""Reader for the Large Movie Review Dataset v1.0 (Maas et al., 2011).
+"""Where the IMDB data is, and the reader for the Large Movie Review Dataset v1.0 (Maas et al., 2011).
 
-Accepts the extracted ``aclImdb/`` folder (or a folder containing it) or the ``.tar.gz`` archive,
-read in place. Labels come from the ``pos/`` and ``neg/`` folders: 1 = positive, 0 = negative.
+One setting finds the data for training (``python -m training``, ``python -m training.explore``) and the
+benchmarks (``python -m benchmarks``): the folder named by the environment variable ``IMDB_DATA_DIR``;
+without it, the first of ``data/`` (in the repository) and ``../shared/data`` (beside the repository)
+that holds both files, else ``data/``. The folder holds
+
+* the dataset archive, ``aclImdb_v1_labeled.tar.gz`` (the labelled reviews only) or the official
+  ``aclImdb_v1.tar.gz``, the first that is there;
+* the Keras IMDB word index, ``imdb_word_index.json``.
+
+``make data`` (``python -m training.fetch_data``) fills ``data/``. The command lines' ``--data`` and
+``--word-index`` still name other files.
+
+The reader accepts the extracted ``aclImdb/`` folder (or a folder containing it) or the ``.tar.gz``
+archive, read in place. Labels come from the ``pos/`` and ``neg/`` folders: 1 = positive, 0 = negative.
 Reviews are returned sorted by file name so every run sees the same order.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import tarfile
@@ -14,7 +28,23 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+DATA_DIR_ENV = "IMDB_DATA_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIRS = (REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data")  # in this order
+LABELED_ARCHIVE = "aclImdb_v1_labeled.tar.gz"
+OFFICIAL_ARCHIVE = "aclImdb_v1.tar.gz"
+DATASET_FILES = (LABELED_ARCHIVE, OFFICIAL_ARCHIVE)  # the first that is there
+WORD_INDEX_FILE = "imdb_word_index.json"
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
+# md5 of the files whose published checksum is known: the official archive (as torchtext and paddle check
+# it) and the word index (as keras.datasets.imdb.get_word_index checks it).
+MD5 = {
+    OFFICIAL_ARCHIVE: "7c2ac02c03563afcf9b574c7e56c153a",
+    WORD_INDEX_FILE: "bfafd718b763782e994055a2d397834f",
+}
+HOW_TO_GET_DATA = f"run `make data`, or set {DATA_DIR_ENV} to a folder that has the files"
+
 SPLITS = ("train", "test")
 LABELS = {"neg": 0, "pos": 1}
 # aclImdb/{train,test}/{pos,neg}/{id}_{rating}.txt, possibly below a leading folder
@@ -23,7 +53,7 @@ EXPECTED_LAYOUT = "aclImdb/{train,test}/{pos,neg}/{id}_{rating}.txt"
 
 
 class DataError(Exception):
-    """The data path does not hold the dataset in its standard layout."""
+    """The data is missing, cannot be fetched, or is not in the dataset's standard layout."""
 
 
 @dataclass
@@ -34,6 +64,44 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+def data_dir() -> Path:
+    """The data folder: ``IMDB_DATA_DIR`` when it is set, else the first of ``DEFAULT_DATA_DIRS`` that
+    has both files, else the first of them (``data/``, where ``make data`` puts them)."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return next((folder for folder in DEFAULT_DATA_DIRS if _has_data(folder)), DEFAULT_DATA_DIRS[0])
+
+
+def dataset_path(folder: Path | None = None) -> Path:
+    """The dataset archive in ``folder`` (default: ``data_dir()``): the first of ``DATASET_FILES`` that
+    is there, else the first name, so a message about it names the file to provide."""
+    folder = data_dir() if folder is None else folder
+    return next((folder / name for name in DATASET_FILES if (folder / name).is_file()), folder / DATASET_FILES[0])
+
+
+def word_index_path(folder: Path | None = None) -> Path:
+    """The Keras word index in ``folder`` (default: ``data_dir()``)."""
+    return (data_dir() if folder is None else folder) / WORD_INDEX_FILE
+
+
+def require_data_file(path: Path) -> Path:
+    """``path``, a file the data setting chose; a one-line DataError that names the setting when it is missing."""
+    if path.exists():
+        return path
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        where = f"in {DATA_DIR_ENV}={configured}"
+    else:
+        where = f"in {' or '.join(map(str, DEFAULT_DATA_DIRS))} ({DATA_DIR_ENV} is not set)"
+    what = " or ".join(DATASET_FILES) if path.name in DATASET_FILES else path.name
+    raise DataError(f"{what} not found {where}: {HOW_TO_GET_DATA}")
+
+
+def _has_data(folder: Path) -> bool:
+    return (folder / WORD_INDEX_FILE).is_file() and any((folder / name).is_file() for name in DATASET_FILES)
 
 
 def load_imdb(path: str | Path) -> dict[str, Split]:
@@ -56,8 +124,9 @@ def load_imdb(path: str | Path) -> dict[str, Split]:
     return splits
 
 
-def download(url: str, destination: Path, timeout: float = 60.0) -> Path:
-    """Fetch the dataset archive to ``destination`` unless it is already there."""
+def download(url: str, destination: Path, timeout: float = 60.0, md5: str | None = None) -> Path:
+    """Fetch ``url`` to ``destination`` unless it is already there. With ``md5``, a download whose
+    checksum differs is deleted and raises DataError; ``destination`` only ever holds a checked file."""
     if destination.exists() and destination.stat().st_size > 0:
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +137,27 @@ def download(url: str, destination: Path, timeout: float = 60.0) -> Path:
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise DataError(f"could not download {url}: {error}") from None
+    check_md5(partial, md5, source=url)
     partial.replace(destination)
     return destination
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_md5(path: Path, expected: str | None, source: str | Path) -> None:
+    """Nothing when ``expected`` is None or matches; otherwise deletes ``path`` and raises DataError."""
+    if expected is None:
+        return
+    actual = file_md5(path)
+    if actual != expected:
+        path.unlink(missing_ok=True)
+        raise DataError(f"{source}: md5 {actual} is not the expected {expected}; the file was deleted")
 
 
 def _parse(name: str) -> tuple[tuple[str, str, int], int] | None:

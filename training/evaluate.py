@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import matplotlib
@@ -14,20 +13,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, roc_auc_score  # noqa: E402
 
+from artifacts.metadata import ConfusionMatrix, ModelMetadata, TestMetrics  # noqa: E402
 from training import presets  # noqa: E402
 
+THRESHOLD = 0.5  # a score at or above it is a positive label, as the service labels it
 
-def test_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
-    predicted = (scores >= 0.5).astype(int)
+
+def test_metrics(labels: np.ndarray, scores: np.ndarray) -> TestMetrics:
+    predicted = (scores >= THRESHOLD).astype(int)
     (tn, fp), (fn, tp) = confusion_matrix(labels, predicted, labels=[0, 1])
-    return {
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "loss": float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "roc_auc": float(roc_auc_score(labels, scores)),
-        "f1": float(f1_score(labels, predicted)),
-        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
-        "reviews": int(len(labels)),
-    }
+    return TestMetrics(
+        accuracy=float(accuracy_score(labels, predicted)),
+        loss=float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        roc_auc=float(roc_auc_score(labels, scores)),
+        f1=float(f1_score(labels, predicted)),
+        confusion_matrix=ConfusionMatrix(tn=int(tn), fp=int(fp), fn=int(fn), tp=int(tp)),
+        reviews=int(len(labels)),
+    )
 
 
 def plot_history(history: dict[str, list[float]], title: str, path: Path) -> None:
@@ -47,67 +49,75 @@ def plot_history(history: dict[str, list[float]], title: str, path: Path) -> Non
     plt.close(figure)
 
 
-def write_report(results: list[dict], path: Path, experiments: dict | None = None) -> None:
-    """``results``: one metadata dict per model, as written next to its ONNX file; ``experiments``: the
-    validation-only exploration (``training/explore.py``), when there is one."""
-    ranked = sorted(results, key=lambda meta: meta["test_metrics"]["accuracy"], reverse=True)
+def reportable(metadata: ModelMetadata) -> bool:
+    """Whether the report can rank the model: the pipeline wrote its test metrics and training record."""
+    return None not in (metadata.test_metrics, metadata.training, metadata.parameters, metadata.onnx_bytes)
+
+
+def write_report(results: list[ModelMetadata], path: Path, experiments: dict | None = None) -> None:
+    """``results``: the metadata of each model, as written next to its ONNX file (models without test metrics
+    and a training record are left out); ``experiments``: the validation-only exploration
+    (``training/explore.py``), when there is one."""
+    results = [meta for meta in results if reportable(meta)]
+    ranked = sorted(results, key=lambda meta: meta.test_metrics.accuracy, reverse=True)
     lines = [
         "# Model report",
         "",
         "Which model has the better accuracy on the test data? (the course's \"Your turn\", question 1)",
         "",
-        "| model | test accuracy | test loss | ROC AUC | F1 | best epoch (val acc) | parameters | ONNX size | training time |",
+        "| model | test accuracy | test loss | ROC AUC | F1 | best epoch (val acc) | parameters | ONNX size "
+        "| training time |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for meta in ranked:
-        metrics, training = meta["test_metrics"], meta["training"]
+        metrics, training = meta.test_metrics, meta.training
         lines.append(
-            f"| `{meta['name']}` | {metrics['accuracy']:.4f} | {metrics['loss']:.4f} | {metrics['roc_auc']:.4f} "
-            f"| {metrics['f1']:.4f} | {training['best_epoch']} ({training['best_val_accuracy']:.4f}) "
-            f"| {meta['parameters']:,} | {meta['onnx_bytes'] / 1e6:.2f} MB | {training['seconds']:.0f} s |"
+            f"| `{meta.name}` | {metrics.accuracy:.4f} | {metrics.loss:.4f} | {metrics.roc_auc:.4f} "
+            f"| {metrics.f1:.4f} | {training.best_epoch} ({training.best_val_accuracy:.4f}) "
+            f"| {meta.parameters:,} | {meta.onnx_bytes / 1e6:.2f} MB | {training.seconds:.0f} s |"
         )
-    course = [meta for meta in ranked if meta["name"] in presets.COURSE] or ranked
+    course = [meta for meta in ranked if meta.name in presets.COURSE] or ranked
     if len(course) > 1:
         best, runner_up = course[0], course[1]
-        gap = best["test_metrics"]["accuracy"] - runner_up["test_metrics"]["accuracy"]
+        gap = best.test_metrics.accuracy - runner_up.test_metrics.accuracy
         lines += [
             "",
-            f"**Answer:** of the course models, `{best['name']}` has the better test accuracy, "
-            f"{best['test_metrics']['accuracy']:.4f} against {runner_up['test_metrics']['accuracy']:.4f} "
-            f"for `{runner_up['name']}` ({gap * 100:.2f} percentage points, "
-            f"on {best['test_metrics']['reviews']:,} test reviews).",
+            f"**Answer:** of the course models, `{best.name}` has the better test accuracy, "
+            f"{best.test_metrics.accuracy:.4f} against {runner_up.test_metrics.accuracy:.4f} "
+            f"for `{runner_up.name}` ({gap * 100:.2f} percentage points, "
+            f"on {best.test_metrics.reviews:,} test reviews).",
         ]
     if experiments:
         lines += exploration_section(experiments)
-    by_name = {meta["name"]: meta for meta in results}
+    by_name = {meta.name: meta for meta in results}
     answers, gains = [], []
     for name, meta in by_name.items():
-        family = meta.get("config", {}).get("family", name)
+        family = meta.config.get("family", name)
         if family != name and family in by_name:
-            tuned, course = meta["test_metrics"]["accuracy"], by_name[family]["test_metrics"]["accuracy"]
+            tuned, course = meta.test_metrics.accuracy, by_name[family].test_metrics.accuracy
             gains.append(tuned > course)
             answers.append(f"- `{name}`: {tuned:.4f} test accuracy against {course:.4f} for the course's `{family}` "
-                           f"({(tuned - course) * 100:+.2f} points), {meta['parameters']:,} parameters.")
-    course_accuracies = [by_name[c]["test_metrics"]["accuracy"] for c in presets.COURSE if c in by_name]
+                           f"({(tuned - course) * 100:+.2f} points), {meta.parameters:,} parameters.")
+    course_accuracies = [by_name[c].test_metrics.accuracy for c in presets.COURSE if c in by_name]
     for name, meta in by_name.items():
-        family = meta.get("config", {}).get("family", name)
+        family = meta.config.get("family", name)
         if family in presets.COURSE:
             continue
         versus = f", against {max(course_accuracies):.4f} for the better course model" if course_accuracies else ""
-        refit = meta["training"].get("refit_on_all_training_reviews")
-        refit_note = (f"; refitted on all {refit['train_reviews']:,} training reviews for the {refit['epochs']} "
+        refit = meta.training.refit_on_all_training_reviews
+        refit_note = (f"; refitted on all {refit.train_reviews:,} training reviews for the {refit.epochs} "
                       "epochs that validation chose") if refit else ""
-        answers.append(f"- `{name}` (family `{family}`, not in the course): {meta['test_metrics']['accuracy']:.4f} "
-                       f"test accuracy{versus}, {meta['parameters']:,} parameters{refit_note}.")
+        answers.append(f"- `{name}` (family `{family}`, not in the course): {meta.test_metrics.accuracy:.4f} "
+                       f"test accuracy{versus}, {meta.parameters:,} parameters{refit_note}.")
     if answers:
         verdict = "yes" if gains and all(gains) else "partly" if any(gains) else "no"
-        best = max(results, key=lambda meta: meta["test_metrics"]["accuracy"])
-        accuracy = best["test_metrics"]["accuracy"]
+        best = max(results, key=lambda meta: meta.test_metrics.accuracy)
+        accuracy = best.test_metrics.accuracy
         lines += ["", f"**Answer:** {verdict}. The best variant of each family, retrained and evaluated once on "
                   "the test set:", "", *answers, "",
-                  f"Best test accuracy: `{best['name']}`, {accuracy:.4f}; the target was 0.90 "
+                  f"Best test accuracy: `{best.name}`, {accuracy:.4f}; the target was 0.90 "
                   f"({'met' if accuracy >= 0.90 else 'missed'})."]
-        gaps = ", ".join(f"`{meta['name']}` {(meta['training']['best_val_accuracy'] - meta['test_metrics']['accuracy']) * 100:+.1f}"
+        gaps = ", ".join(f"`{meta.name}` {(meta.training.best_val_accuracy - meta.test_metrics.accuracy) * 100:+.1f}"
                          for meta in results)
         lines += [
             "",
@@ -120,8 +130,8 @@ def write_report(results: list[dict], path: Path, experiments: dict | None = Non
     lines += ["", "## Confusion matrices (test set, threshold 0.5)", ""]
     lines += ["| model | true neg | false pos | false neg | true pos |", "|---|---|---|---|---|"]
     for meta in ranked:
-        cm = meta["test_metrics"]["confusion_matrix"]
-        lines.append(f"| `{meta['name']}` | {cm['tn']} | {cm['fp']} | {cm['fn']} | {cm['tp']} |")
+        cm = meta.test_metrics.confusion_matrix
+        lines.append(f"| `{meta.name}` | {cm.tn} | {cm.fp} | {cm.fn} | {cm.tp} |")
     lines += [
         "",
         "## Seed selection",
@@ -134,13 +144,13 @@ def write_report(results: list[dict], path: Path, experiments: dict | None = Non
         "|---|---|---|---|---|---|",
     ]
     for meta in ranked:
-        for run in meta["training"].get("seed_candidates", []):
-            kept = "yes" if run["seed"] == meta["training"]["seed"] else ""
-            lines.append(f"| `{meta['name']}` | {run['seed']} | {run['best_epoch']} | {run['best_val_accuracy']:.4f} "
-                         f"| {run['seconds']:.0f} s | {kept} |")
+        for run in meta.training.seed_candidates:
+            kept = "yes" if run.seed == meta.training.seed else ""
+            lines.append(f"| `{meta.name}` | {run.seed} | {run.best_epoch} | {run.best_val_accuracy:.4f} "
+                         f"| {run.seconds:.0f} s | {kept} |")
     lines += ["", "## Training curves (kept run)", ""]
     for meta in ranked:
-        lines += [f"### `{meta['name']}`", "", f"![{meta['name']} history]({meta['name']}_history.png)", ""]
+        lines += [f"### `{meta.name}`", "", f"![{meta.name} history]({meta.name}_history.png)", ""]
     lines += [
         "## Configuration",
         "",
@@ -151,11 +161,10 @@ def write_report(results: list[dict], path: Path, experiments: dict | None = Non
         "|---|---|---|---|---|---|---|---|",
     ]
     for meta in ranked:
-        training = meta["training"]
-        epochs_run = training.get("epochs_run", training["epochs"])
-        lines.append(f"| `{meta['name']}` | {training['optimizer']} | {training['learning_rate']:g} "
-                     f"| {epochs_run} / {training['epochs']} | {training['batch_size']} | {meta['max_len']} "
-                     f"| {meta['num_words']:,} | {len(training.get('seed_candidates', [])) or 1} |")
+        training = meta.training
+        lines.append(f"| `{meta.name}` | {training.optimizer} | {training.learning_rate:g} "
+                     f"| {training.epochs_run} / {training.epochs} | {training.batch_size} | {meta.max_len} "
+                     f"| {meta.num_words:,} | {len(training.seed_candidates) or 1} |")
     lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
 

@@ -3,6 +3,9 @@
 become presets in ``training/presets.py`` and are evaluated once by the pipeline.
 
     python -m training.explore --out models/experiments.json [--only NAME ...]
+
+The training reviews and the Keras word index come from the data setting (``IMDB_DATA_DIR``, else
+``data/``, else ``../shared/data``; see ``training/data.py``), or from ``--data`` and ``--word-index``.
 """
 
 from __future__ import annotations
@@ -11,17 +14,18 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from training import presets
-from training.data import load_imdb
-from training.pipeline import DEFAULT_DATA, DEFAULT_WORD_INDEX, SAMPLE_SEED, VALIDATION_SPLIT, train_once
 from artifacts.tokenizer import Tokenizer
 from artifacts.vocabulary import load_word_index
+from training import presets
+from training.data import DataError, dataset_path, load_imdb, require_data_file, word_index_path
+from training.pipeline import SAMPLE_SEED
 
 CONV1D, CONV_LSTM = presets.COURSE["conv1d"], presets.COURSE["conv_lstm"]
 ADAM = {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2, "seeds": (1337,)}
@@ -61,19 +65,22 @@ log = logging.getLogger("training.explore")
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m training.explore", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--word-index", type=Path, default=DEFAULT_WORD_INDEX)
+    parser.add_argument("--data", type=Path, help="dataset archive or folder (default: from the data setting)")
+    parser.add_argument("--word-index", type=Path, help="Keras IMDB word index (default: from the data setting)")
     parser.add_argument("--out", type=Path, default=Path("models/experiments.json"))
     parser.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="run only these candidates")
     args = parser.parse_args(argv)
+    try:
+        train = load_imdb(args.data or require_data_file(dataset_path()))["train"]
+        word_index = load_word_index(args.word_index or require_data_file(word_index_path()))
+    except (DataError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
+    # Keras and TensorFlow are imported only from here on, after the cheap checks.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from training import fit
 
-    from training import models
-
-    train = load_imdb(args.data)["train"]
-    word_index = load_word_index(args.word_index)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.only or CANDIDATES:
         config = CANDIDATES[name]
@@ -81,15 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         x_train = tokenizer.encode_batch(train.texts)
         y_train = np.asarray(train.labels, dtype="float32")
         started = time.perf_counter()
-        run = train_once(keras, models, name, config, config.seeds[0], x_train, y_train, verbose=2)
+        run = fit.train_once(name, config, config.seeds[0], x_train, y_train, verbose=2)
         results[name] = {
-            "config": config.to_dict(), "seed": run["seed"], "parameters": int(run["model"].count_params()),
-            "best_val_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
-            "epochs_run": run["epochs_run"], "seconds": round(time.perf_counter() - started, 1),
-            "validation_split": VALIDATION_SPLIT, "sample_seed": SAMPLE_SEED,
+            "config": config.to_dict(), "seed": run.seed, "parameters": int(run.model.count_params()),
+            "best_val_accuracy": run.best_val_accuracy, "best_epoch": run.best_epoch,
+            "epochs_run": run.epochs_run, "seconds": round(time.perf_counter() - started, 1),
+            "validation_split": fit.VALIDATION_SPLIT, "sample_seed": SAMPLE_SEED,
         }
-        log.info("%s: validation accuracy %.4f at epoch %d (%d params, %.0f s)", name, run["best_val_accuracy"],
-                 run["best_epoch"], results[name]["parameters"], results[name]["seconds"])
+        log.info("%s: validation accuracy %.4f at epoch %d (%d params, %.0f s)", name, run.best_val_accuracy,
+                 run.best_epoch, results[name]["parameters"], results[name]["seconds"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

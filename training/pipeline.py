@@ -1,6 +1,12 @@
 """Train, evaluate and export the IMDB sentiment models.
 
-    python -m training --data ../shared/data/aclImdb_v1_labeled.tar.gz --out models/
+    python -m training [--models conv1d conv_lstm] [--out models/]
+
+The dataset and the Keras word index come from the data setting (``IMDB_DATA_DIR``, else ``data/``, else
+``../shared/data``; see ``training/data.py``); ``--data`` and ``--word-index`` name other files. Then, for
+each model: tokenize -> train once per seed -> keep the run with the best validation accuracy -> refit on
+every training review (presets that ask) -> evaluate on the test set -> export to ONNX and check parity ->
+write the files; and last the report.
 """
 
 from __future__ import annotations
@@ -12,36 +18,79 @@ import logging
 import os
 import platform
 import sys
-import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training import presets
-from training.data import OFFICIAL_URL, DataError, download, load_imdb
+from artifacts.metadata import (
+    InputSpec,
+    LayerSummary,
+    MetadataError,
+    ModelMetadata,
+    Refit,
+    SeedCandidate,
+    TestMetrics,
+    TrainingRecord,
+    VocabularyFile,
+    read_metadata,
+    write_metadata,
+)
 from artifacts.tokenizer import Tokenizer
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
+from training import presets
+from training.data import (
+    MD5,
+    OFFICIAL_ARCHIVE,
+    OFFICIAL_URL,
+    WORD_INDEX_FILE,
+    WORD_INDEX_URL,
+    DataError,
+    data_dir,
+    dataset_path,
+    download,
+    load_imdb,
+    require_data_file,
+    word_index_path,
+)
 
-VALIDATION_SPLIT = 0.2
+# This module imports no TensorFlow, so a bad path fails in a second: the steps that need Keras, TensorFlow,
+# tf2onnx or matplotlib (training.fit, .export, .models, .evaluate) import them in their bodies.
+if TYPE_CHECKING:
+    import keras
+
+    from training.fit import Run
+
 SAMPLE_SEED = 1337  # which reviews --limit keeps
-PARITY_REVIEWS = 512
-DEFAULT_DATA = Path("../shared/data/aclImdb_v1_labeled.tar.gz")
-DEFAULT_WORD_INDEX = Path("../shared/data/imdb_word_index.json")
-DEFAULT_DOWNLOAD_CACHE = Path("data/aclImdb_v1.tar.gz")
+PREDICT_BATCH_SIZE = 512
+PARITY_REVIEWS = 512  # test reviews on which onnxruntime must reproduce Keras
+LOSS = "binary_crossentropy"
 
 log = logging.getLogger("training")
 
 
+@dataclass
+class Reviews:
+    """The reviews a run trains and tests on: all of them, or ``--limit`` of each split, balanced."""
+
+    train_texts: list[str]
+    y_train: np.ndarray  # float32 labels, as Keras trains on them
+    test_texts: list[str]
+    test_labels: np.ndarray  # int labels
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="aclImdb_v1 .tar.gz or extracted aclImdb/ folder (default: %(default)s)")
+    parser.add_argument("--data", type=Path,
+                        help="aclImdb_v1 .tar.gz or extracted aclImdb/ folder (default: the dataset archive in "
+                             "$IMDB_DATA_DIR, else in data/ or ../shared/data)")
     parser.add_argument("--download", action="store_true",
-                        help="fetch the archive from --download-url into --data when it is missing")
+                        help="fetch the archive from --download-url (and the Keras word index) when missing")
     parser.add_argument("--download-url", default=OFFICIAL_URL, help="(default: %(default)s)")
-    parser.add_argument("--word-index", type=Path, default=DEFAULT_WORD_INDEX,
-                        help="Keras IMDB word index JSON (default: %(default)s)")
+    parser.add_argument("--word-index", type=Path,
+                        help="Keras IMDB word index JSON (default: imdb_word_index.json beside the dataset archive "
+                             "the data setting finds)")
     parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default: %(default)s)")
     parser.add_argument("--models", nargs="+", choices=list(presets.PRESETS), default=list(presets.COURSE),
                         help="presets to train, from training/presets.py (default: the course models)")
@@ -59,16 +108,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch")
     args = parser.parse_args(argv)
-    if args.download and args.data == DEFAULT_DATA and not DEFAULT_DATA.exists():
-        args.data = DEFAULT_DOWNLOAD_CACHE
+    # Paths the data setting chose are checked by read_inputs; the ones given on the command line by their readers.
+    args.data_from_setting, args.word_index_from_setting = args.data is None, args.word_index is None
+    if args.data is None:
+        found = dataset_path()
+        args.data = data_dir() / OFFICIAL_ARCHIVE if args.download and not found.exists() else found
+    if args.word_index is None:
+        args.word_index = word_index_path()
     return args
 
 
 def fetch_data(args: argparse.Namespace) -> Path:
-    """The dataset path, downloading the archive first when --download asks for it."""
+    """The dataset path, downloading the archive (and a missing word index) first when --download asks for it.
+    Downloads from the official addresses are checked against their published md5."""
     if args.download:
-        return download(args.download_url, args.data)
+        download(args.download_url, args.data, md5=MD5[OFFICIAL_ARCHIVE] if args.download_url == OFFICIAL_URL else None)
+        if args.word_index_from_setting and not args.word_index.exists():
+            download(WORD_INDEX_URL, args.word_index, md5=MD5[WORD_INDEX_FILE])
     return args.data
+
+
+def read_inputs(args: argparse.Namespace) -> tuple[dict, dict[str, int]]:
+    """The dataset's two splits and the Keras word index: the cheap checks, before TensorFlow is imported."""
+    data = fetch_data(args)
+    if args.data_from_setting:
+        require_data_file(data)
+    if args.word_index_from_setting:
+        require_data_file(args.word_index)
+    return load_imdb(data), load_word_index(args.word_index)
 
 
 def balanced_sample(texts: list[str], labels: list[int], limit: int | None, seed: int):
@@ -84,6 +151,13 @@ def balanced_sample(texts: list[str], labels: list[int], limit: int | None, seed
     return [texts[i] for i in chosen], labels_array[chosen]
 
 
+def sample_reviews(dataset: dict, limit: int | None) -> Reviews:
+    """The reviews to use, all or ``limit`` of each split."""
+    train_texts, train_labels = balanced_sample(dataset["train"].texts, dataset["train"].labels, limit, SAMPLE_SEED)
+    test_texts, test_labels = balanced_sample(dataset["test"].texts, dataset["test"].labels, limit, SAMPLE_SEED)
+    return Reviews(train_texts, train_labels.astype("float32"), test_texts, test_labels)
+
+
 def configured(name: str, args: argparse.Namespace) -> presets.TrainingConfig:
     """The preset with the command line's overrides applied."""
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "max_len": args.max_len,
@@ -91,46 +165,146 @@ def configured(name: str, args: argparse.Namespace) -> presets.TrainingConfig:
     return replace(presets.get(name), **{key: value for key, value in overrides.items() if value is not None})
 
 
-def seeded_model(keras, models, name: str, config: presets.TrainingConfig, seed: int, reviews: int) -> tuple:
-    """A compiled model and an order for the training reviews, both fixed by ``seed``."""
-    keras.utils.set_random_seed(seed)
-    # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
-    order = np.random.default_rng(seed).permutation(reviews)
-    model = models.build(name, config)
-    models.compile_for_training(model, config)
-    return model, order
+def tokenize(reviews: Reviews, word_index: dict[str, int], config: presets.TrainingConfig,
+             out: Path) -> tuple[np.ndarray, np.ndarray, VocabularyFile]:
+    """Both splits as token ids, and the model's vocabulary written beside it."""
+    tokenizer = Tokenizer(word_index, config.num_words, config.max_len)
+    x_train, x_test = tokenizer.encode_batch(reviews.train_texts), tokenizer.encode_batch(reviews.test_texts)
+    file = f"vocab_{config.num_words}.json"
+    sha256 = save_word_index(vocabulary_subset(word_index, config.num_words), out / file)
+    return x_train, x_test, VocabularyFile(file=file, sha256=sha256)
 
 
-def train_once(keras, models, name: str, config: presets.TrainingConfig, seed: int, x_train: np.ndarray,
-               y_train: np.ndarray, verbose: int) -> dict:
-    """One seeded training run."""
-    model, order = seeded_model(keras, models, name, config, seed, len(x_train))
-    model.summary(print_fn=log.info)
-    best = models.BestEpochWeights()
-    callbacks = [best]
-    if config.early_stopping_patience is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience))
-    started = time.perf_counter()
-    history = model.fit(x_train[order], y_train[order], epochs=config.epochs, batch_size=config.batch_size,
-                        validation_split=VALIDATION_SPLIT, callbacks=callbacks, verbose=verbose)
-    seconds = round(time.perf_counter() - started, 1)
-    history = {key: [float(value) for value in values] for key, values in history.history.items()}
-    for epoch in range(len(history["loss"])):
-        log.info("%s seed %d epoch %d: %s", name, seed, epoch + 1,
-                 ", ".join(f"{key}={values[epoch]:.4f}" for key, values in history.items()))
-    return {"seed": seed, "model": model, "history": history, "seconds": seconds,
-            "epochs_run": len(history["loss"]), "best_epoch": best.best_epoch,
-            "best_val_accuracy": float(best.best_value)}
+def choose(name: str, candidates: list[Run]) -> Run:
+    """The run with the best validation accuracy. Only that one meets the test set."""
+    chosen = max(candidates, key=lambda run: run.best_val_accuracy)
+    log.info("%s: kept seed %d (validation accuracy %.4f) of %s", name, chosen.seed, chosen.best_val_accuracy,
+             [(run.seed, round(run.best_val_accuracy, 4)) for run in candidates])
+    return chosen
 
 
-def refit(keras, models, name: str, config: presets.TrainingConfig, seed: int, epochs: int, x_train: np.ndarray,
-          y_train: np.ndarray, verbose: int) -> tuple:
-    """The chosen configuration trained again on every training review for ``epochs`` epochs; no
-    validation split is left, so the epoch count comes from the validation run."""
-    model, order = seeded_model(keras, models, name, config, seed, len(x_train))
-    started = time.perf_counter()
-    model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size, verbose=verbose)
-    return model, round(time.perf_counter() - started, 1)
+def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_train: np.ndarray,
+                   y_train: np.ndarray, verbose: int) -> tuple[keras.Model, Refit | None]:
+    """The model to ship. Presets that ask for it are trained once more on every training review,
+    for the epochs validation chose; the others ship the chosen run."""
+    if not config.refit_on_all_training_reviews:
+        return chosen.model, None
+    if chosen.best_epoch < 1:
+        raise RuntimeError(f"{name}: no epoch improved the validation accuracy; nothing to refit")
+    from training import fit
+
+    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose)
+    log.info("%s: refitted on all %d training reviews for %d epochs", name, len(x_train), chosen.best_epoch)
+    return model, Refit(epochs=chosen.best_epoch, train_reviews=len(x_train), seconds=seconds)
+
+
+def evaluate_on_test(name: str, model: keras.Model, x_test: np.ndarray,
+                     test_labels: np.ndarray) -> tuple[np.ndarray, TestMetrics]:
+    """The shipped model's scores and metrics on the test reviews."""
+    from training import evaluate
+
+    scores = model.predict(x_test, batch_size=PREDICT_BATCH_SIZE, verbose=0).reshape(-1)
+    metrics = evaluate.test_metrics(test_labels, scores)
+    log.info("%s test: accuracy=%.4f loss=%.4f roc_auc=%.4f f1=%.4f", name,
+             metrics.accuracy, metrics.loss, metrics.roc_auc, metrics.f1)
+    return scores, metrics
+
+
+def export_with_parity(name: str, model: keras.Model, max_len: int, x_test: np.ndarray,
+                       test_scores: np.ndarray) -> tuple[bytes, float]:
+    """The ONNX model, and the largest difference between its scores and Keras's on PARITY_REVIEWS
+    test reviews (ParityError above the tolerance: nothing is written)."""
+    from training import export
+
+    onnx_bytes = export.to_onnx(model, max_len)
+    parity = export.check_parity(onnx_bytes, test_scores[:PARITY_REVIEWS], x_test[:PARITY_REVIEWS])
+    log.info("%s ONNX parity on %d test reviews: max |difference| = %.2e", name, min(PARITY_REVIEWS, len(x_test)),
+             parity)
+    return onnx_bytes, parity
+
+
+def write_model_files(name: str, config: presets.TrainingConfig, model: keras.Model, onnx_bytes: bytes,
+                      out: Path) -> Path:
+    """The Keras weights (for the naive benchmark baseline) and the ONNX model; returns the ONNX path."""
+    from training import fit
+
+    keras_dir = out / "keras"
+    keras_dir.mkdir(exist_ok=True)
+    fit.save_weights(name, config, model, keras_dir / f"{name}.weights.h5")
+    onnx_path = out / f"{name}.onnx"
+    onnx_path.write_bytes(onnx_bytes)
+    return onnx_path
+
+
+def training_record(config: presets.TrainingConfig, chosen: Run, candidates: list[Run], refitted: Refit | None,
+                    reviews: Reviews, data: Path) -> TrainingRecord:
+    """How the shipped model was trained: the configuration, the chosen run and every seed tried."""
+    from training.fit import VALIDATION_SPLIT
+
+    return TrainingRecord(
+        optimizer=config.optimizer, learning_rate=config.learning_rate, loss=LOSS, epochs=config.epochs,
+        batch_size=config.batch_size, validation_split=VALIDATION_SPLIT, seed=chosen.seed,
+        train_reviews=len(reviews.train_texts), test_reviews=len(reviews.test_texts), epochs_run=chosen.epochs_run,
+        best_epoch=chosen.best_epoch, best_val_accuracy=chosen.best_val_accuracy, seconds=chosen.seconds,
+        data=str(data),
+        seed_candidates=[SeedCandidate(seed=run.seed, best_epoch=run.best_epoch,
+                                       best_val_accuracy=run.best_val_accuracy, seconds=run.seconds)
+                         for run in candidates],
+        refit_on_all_training_reviews=refitted,
+    )
+
+
+def build_metadata(name: str, config: presets.TrainingConfig, model: keras.Model, onnx_path: Path,
+                   vocabulary: VocabularyFile, parity: float, metrics: TestMetrics, training: TrainingRecord,
+                   versions: dict[str, str]) -> ModelMetadata:
+    """The metadata the service reads beside the ONNX model."""
+    from training import export, models
+
+    return ModelMetadata(
+        name=name,
+        architecture=[LayerSummary(**layer) for layer in models.describe(model)],
+        parameters=int(model.count_params()),
+        max_len=config.max_len,
+        num_words=config.num_words,
+        input=InputSpec(name=export.INPUT_NAME, shape=[None, config.max_len]),
+        vocabulary=vocabulary,
+        onnx_sha256=file_sha256(onnx_path),
+        onnx_bytes=onnx_path.stat().st_size,
+        onnx_opset=export.OPSET,
+        parity_max_abs_diff=parity,
+        test_metrics=metrics,
+        config=config.to_dict(),
+        training=training,
+        library_versions=versions,
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0),
+    )
+
+
+def write_history(name: str, history: dict[str, list[float]], out: Path) -> None:
+    """The chosen run's training curves, as JSON and as the course's plot."""
+    from training import evaluate
+
+    (out / f"{name}_history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    evaluate.plot_history(history, f"{name}: training and validation", out / f"{name}_history.png")
+
+
+def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews, word_index: dict[str, int],
+                     args: argparse.Namespace, versions: dict[str, str]) -> None:
+    """Every step for one model."""
+    from training import fit
+
+    x_train, x_test, vocabulary = tokenize(reviews, word_index, config, args.out)
+    candidates = [fit.train_once(name, config, seed, x_train, reviews.y_train, args.verbose) for seed in config.seeds]
+    chosen = choose(name, candidates)
+    model, refitted = refit_if_asked(name, config, chosen, x_train, reviews.y_train, args.verbose)
+    test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
+    onnx_bytes, parity = export_with_parity(name, model, config.max_len, x_test, test_scores)
+    onnx_path = write_model_files(name, config, model, onnx_bytes, args.out)
+    training = training_record(config, chosen, candidates, refitted, reviews, args.data)
+    write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training, versions),
+                   args.out / f"{name}.json")
+    write_history(name, chosen.history, args.out)
+    log.info("%s written to %s (%.0f s of training)", name, onnx_path, chosen.seconds)
 
 
 def library_versions() -> dict[str, str]:
@@ -157,8 +331,12 @@ def write_report(out: Path) -> None:
     """REPORT.md for every model in the folder, not only the ones this run trained."""
     from training import evaluate
 
-    everything = [json.loads(path.with_suffix(".json").read_text()) for path in sorted(out.glob("*.onnx"))
+    everything = [read_metadata(path.with_suffix(".json")) for path in sorted(out.glob("*.onnx"))
                   if path.with_suffix(".json").exists()]
+    left_out = [meta.name for meta in everything if not evaluate.reportable(meta)]
+    if left_out:
+        log.warning("left out of the report, their metadata has no test metrics or training record: %s",
+                    ", ".join(left_out))
     experiments_file = out / "experiments.json"
     experiments = json.loads(experiments_file.read_text()) if experiments_file.exists() else None
     evaluate.write_report(everything, out / "REPORT.md", experiments)
@@ -169,104 +347,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.report_only:
-        write_report(args.out)
+        try:
+            write_report(args.out)
+        except MetadataError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0
     try:
-        dataset = load_imdb(fetch_data(args))
-        word_index = load_word_index(args.word_index)
+        dataset, word_index = read_inputs(args)
     except (DataError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    # TensorFlow is imported only after the cheap checks, so a bad path fails in a second.
+    # TensorFlow is imported only from here on, after the cheap checks, so a bad path fails in a second.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    from training import evaluate, export, models
-
-    train_texts, train_labels = balanced_sample(dataset["train"].texts, dataset["train"].labels, args.limit,
-                                                SAMPLE_SEED)
-    test_texts, test_labels = balanced_sample(dataset["test"].texts, dataset["test"].labels, args.limit, SAMPLE_SEED)
-    y_train = train_labels.astype("float32")
-    log.info("data: %d training and %d test reviews from %s", len(train_texts), len(test_texts), args.data)
+    reviews = sample_reviews(dataset, args.limit)
+    log.info("data: %d training and %d test reviews from %s", len(reviews.train_texts), len(reviews.test_texts),
+             args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     versions = library_versions()
-
     for name in args.models:
-        config = configured(name, args)
-        tokenizer = Tokenizer(word_index, config.num_words, config.max_len)
-        x_train, x_test = tokenizer.encode_batch(train_texts), tokenizer.encode_batch(test_texts)
-        vocabulary_file = f"vocab_{config.num_words}.json"
-        vocabulary_sha256 = save_word_index(vocabulary_subset(word_index, config.num_words),
-                                            args.out / vocabulary_file)
-
-        # One run per seed; the run with the best validation accuracy is kept. Only that one meets the test set.
-        candidates = [train_once(keras, models, name, config, seed, x_train, y_train, args.verbose)
-                      for seed in config.seeds]
-        chosen = max(candidates, key=lambda run: run["best_val_accuracy"])
-        model, history, seconds = chosen["model"], chosen["history"], chosen["seconds"]
-        log.info("%s: kept seed %d (validation accuracy %.4f) of %s", name, chosen["seed"],
-                 chosen["best_val_accuracy"], [(run["seed"], round(run["best_val_accuracy"], 4)) for run in candidates])
-        refitted = None
-        if config.refit_on_all_training_reviews:
-            if chosen["best_epoch"] < 1:
-                raise RuntimeError(f"{name}: no epoch improved the validation accuracy; nothing to refit")
-            model, refit_seconds = refit(keras, models, name, config, chosen["seed"], chosen["best_epoch"], x_train,
-                                         y_train, args.verbose)
-            refitted = {"epochs": chosen["best_epoch"], "train_reviews": len(x_train), "seconds": refit_seconds}
-            log.info("%s: refitted on all %d training reviews for %d epochs", name, len(x_train), chosen["best_epoch"])
-
-        test_scores = model.predict(x_test, batch_size=512, verbose=0).reshape(-1)
-        metrics = evaluate.test_metrics(test_labels, test_scores)
-        log.info("%s test: accuracy=%.4f loss=%.4f roc_auc=%.4f f1=%.4f", name,
-                 metrics["accuracy"], metrics["loss"], metrics["roc_auc"], metrics["f1"])
-
-        onnx_bytes = export.to_onnx(model, config.max_len)
-        parity = export.check_parity(onnx_bytes, test_scores[:PARITY_REVIEWS], x_test[:PARITY_REVIEWS])
-        log.info("%s ONNX parity on %d test reviews: max |difference| = %.2e",
-                 name, min(PARITY_REVIEWS, len(x_test)), parity)
-
-        keras_dir = args.out / "keras"
-        keras_dir.mkdir(exist_ok=True)
-        # From an uncompiled copy: the weights alone, without the optimizer's state (3x the size with Adam).
-        weights_only = models.build(name, config)
-        weights_only.set_weights(model.get_weights())
-        weights_only.save_weights(keras_dir / f"{name}.weights.h5")
-        onnx_path = args.out / f"{name}.onnx"
-        onnx_path.write_bytes(onnx_bytes)
-        metadata = {
-            "name": name,
-            "architecture": models.describe(model),
-            "parameters": int(model.count_params()),
-            "max_len": config.max_len,
-            "num_words": config.num_words,
-            "input": {"name": export.INPUT_NAME, "dtype": "int32", "shape": [None, config.max_len]},
-            "output": {"shape": [None, 1], "meaning": "probability that the review is positive"},
-            "vocabulary": {"file": vocabulary_file, "sha256": vocabulary_sha256},
-            "onnx_sha256": file_sha256(onnx_path),
-            "onnx_bytes": onnx_path.stat().st_size,
-            "onnx_opset": export.OPSET,
-            "parity_max_abs_diff": parity,
-            "test_metrics": metrics,
-            "config": config.to_dict(),
-            "training": {
-                "optimizer": config.optimizer, "learning_rate": config.learning_rate, "loss": "binary_crossentropy",
-                "epochs": config.epochs, "batch_size": config.batch_size, "validation_split": VALIDATION_SPLIT,
-                "seed": chosen["seed"], "train_reviews": len(x_train), "test_reviews": len(x_test),
-                "epochs_run": chosen["epochs_run"], "best_epoch": chosen["best_epoch"],
-                "best_val_accuracy": chosen["best_val_accuracy"], "seconds": seconds, "data": str(args.data),
-                "seed_candidates": [{key: run[key] for key in ("seed", "best_epoch", "best_val_accuracy", "seconds")}
-                                    for run in candidates],
-                "refit_on_all_training_reviews": refitted,
-            },
-            "library_versions": versions,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        (args.out / f"{name}.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-        (args.out / f"{name}_history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
-        evaluate.plot_history(history, f"{name}: training and validation", args.out / f"{name}_history.png")
-        log.info("%s written to %s (%.0f s of training)", name, onnx_path, seconds)
-
+        train_and_export(name, configured(name, args), reviews, word_index, args, versions)
     write_report(args.out)
     return 0
-

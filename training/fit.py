@@ -1,0 +1,85 @@
+"""Keras training runs, for the pipeline (``training/pipeline.py``) and the exploration
+(``training/explore.py``): a seeded model, one training run per seed, the refit on every training review,
+and the weights-only save.
+
+Imports Keras, and so TensorFlow, at its top: the pipeline and the exploration import this module only
+once their cheap argument and data checks have passed, so a bad path fails in a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training import models
+from training.presets import TrainingConfig
+
+VALIDATION_SPLIT = 0.2  # the last fifth of the (shuffled) training reviews
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class Run:
+    """One seeded training run; ``model`` holds the weights of its best validation epoch."""
+
+    seed: int
+    model: keras.Model
+    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
+    seconds: float
+    epochs_run: int
+    best_epoch: int  # 1-based; 0 when no epoch improved the validation accuracy
+    best_val_accuracy: float
+
+
+def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int) -> tuple[keras.Model, np.ndarray]:
+    """A compiled model and an order for the training reviews, both fixed by ``seed``."""
+    keras.utils.set_random_seed(seed)
+    # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
+    order = np.random.default_rng(seed).permutation(reviews)
+    model = models.build(name, config)
+    models.compile_for_training(model, config)
+    return model, order
+
+
+def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray, y_train: np.ndarray,
+               verbose: int) -> Run:
+    """One seeded training run, validated on the last VALIDATION_SPLIT of the shuffled reviews."""
+    model, order = seeded_model(name, config, seed, len(x_train))
+    model.summary(print_fn=log.info)
+    best = models.BestEpochWeights()
+    callbacks = [best]
+    if config.early_stopping_patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience))
+    started = time.perf_counter()
+    fitted = model.fit(x_train[order], y_train[order], epochs=config.epochs, batch_size=config.batch_size,
+                       validation_split=VALIDATION_SPLIT, callbacks=callbacks, verbose=verbose)
+    seconds = round(time.perf_counter() - started, 1)
+    history = {key: [float(value) for value in values] for key, values in fitted.history.items()}
+    for epoch in range(len(history["loss"])):
+        log.info("%s seed %d epoch %d: %s", name, seed, epoch + 1,
+                 ", ".join(f"{key}={values[epoch]:.4f}" for key, values in history.items()))
+    return Run(seed=seed, model=model, history=history, seconds=seconds, epochs_run=len(history["loss"]),
+               best_epoch=best.best_epoch, best_val_accuracy=float(best.best_value))
+
+
+def refit(name: str, config: TrainingConfig, seed: int, epochs: int, x_train: np.ndarray, y_train: np.ndarray,
+          verbose: int) -> tuple[keras.Model, float]:
+    """The chosen configuration trained again on every training review for ``epochs`` epochs, and its
+    seconds of training; no validation split is left, so the epoch count comes from the validation run."""
+    model, order = seeded_model(name, config, seed, len(x_train))
+    started = time.perf_counter()
+    model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size, verbose=verbose)
+    return model, round(time.perf_counter() - started, 1)
+
+
+def save_weights(name: str, config: TrainingConfig, model: keras.Model, path: Path) -> None:
+    """The model's weights alone, from an uncompiled copy: without the optimizer's state (3x the size with Adam)."""
+    weights_only = models.build(name, config)
+    weights_only.set_weights(model.get_weights())
+    weights_only.save_weights(path)
