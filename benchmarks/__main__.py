@@ -13,20 +13,16 @@ times, since this machine's speed drifts by several per cent within minutes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 
@@ -36,10 +32,12 @@ from benchmarks.measure import (
     MODEL_BATCH_SIZES,
     PAIRED_CONCURRENCY,
     PAIRED_ROUNDS,
+    free_port,
     measure_limit,
     model_latencies,
     paired_ratios,
     run_scenarios,
+    server,
     write_bodies,
 )
 from benchmarks.procfs import wait_for_workers
@@ -53,39 +51,11 @@ TOKENIZE_REVIEWS = 1000  # reviews the tokenizer's own time is measured on
 LIMIT_SECONDS = 2.0  # per batch size of the (a) sweep
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
-
-
-@contextlib.contextmanager
-def server(command: list[str], env: dict, port: int, ready_path: str, log_path: Path):
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command} exited; see {log_path}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code in (200, 405):
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not start; see {log_path}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def verdict(met: bool) -> str:

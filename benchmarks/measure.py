@@ -4,12 +4,16 @@ against a running server (with the server's CPU per request), and the (a)/(b) pa
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 
@@ -128,3 +132,32 @@ def paired_ratios(model_path: Path, tokens: np.ndarray, threads: int, batch_size
         print(f"  paired: limit {limit:,.0f}/s, service c={PAIRED_CONCURRENCY} {served['requests_per_s']:,.0f}/s, "
               f"ratio {pairs[-1]['ratio']:.3f}, errors {served['errors']}", flush=True)
     return pairs
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict, port: int, ready_path: str, log_path: Path, cwd: Path = REPO_ROOT):
+    """A server process started in ``cwd``, once ``ready_path`` answers; yields (base URL, pid)."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited; see {log_path}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code in (200, 405):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start; see {log_path}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -160,3 +160,21 @@ def test_long_requests_are_tokenized_off_the_event_loop_with_the_same_result():
     reviews = ["good great " * 2_000, "bad " * 3_000]  # over INLINE_TOKENIZE_CHARS in all
     (result,) = score(core, reviews).results
     assert result.scores == [1.0, 0.0] and result.encoded.truncated.tolist() == [True, True]
+
+
+def test_the_predict_json_is_what_the_response_models_would_write():
+    """/predict renders its JSON from plain dicts; it must be byte for byte the documented response."""
+    from service.routes.predict import render
+    from service.schemas import Agreement, ModelResult, Prediction, PredictResponse
+
+    for requested in (["a"], ["a", "b"]):
+        constant = fakes.model("b", lambda tokens: np.full(len(tokens), 0.1234567, np.float32))
+        core = fakes.core(fakes.model("a"), constant)
+        result = score(core, ["good film", "awful", "zzz great"], requested)
+        expected = PredictResponse(
+            results=[ModelResult(model=r.model, version=r.version, predictions=[
+                Prediction(score=s, label=label) for s, label in zip(r.scores, r.labels, strict=True)])
+                for r in result.results],
+            agreement=None if result.agreement is None else Agreement(**{
+                key: getattr(result.agreement, key) for key in ("models", "agree", "disagree", "disagreements")}))
+        assert render(result) == expected.model_dump_json().encode()
