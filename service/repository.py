@@ -21,6 +21,8 @@ from artifacts.tokenizer import Tokenizer
 
 log = logging.getLogger("service.repository")
 
+SCORE_TYPES = ("tensor(float)", "tensor(double)")
+LOGIT_OUTPUT = "logit"  # the calibrated logit, a second output of calibrated exports (training/calibrate.py)
 WARM_UP_REVIEW = "A warm-up review: the acting was fine and the plot was not bad at all."
 
 
@@ -37,6 +39,8 @@ class LoadedModel:
     # Probabilities for an ``(n, max_len)`` int32 batch; blocking, the batcher calls it off the event loop.
     predict: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     path: Path | None = None  # the .onnx file, when loaded from one
+    # The (calibrated) logits for a batch, when the graph exposes them; see ``logits``.
+    logit_output: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -49,6 +53,15 @@ class LoadedModel:
     @property
     def test_accuracy(self) -> float | None:
         return self.metadata.test_accuracy
+
+    def logits(self, tokens: np.ndarray) -> np.ndarray:
+        """The logits behind the scores, float64: the graph's ``logit`` output when it has one (calibrated
+        exports), else recovered from the probabilities (exact unless they saturate at 0 or 1)."""
+        if self.logit_output is not None:
+            return self.logit_output(tokens).astype(np.float64)
+        scores = self.predict(tokens).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            return np.log(scores) - np.log1p(-scores)
 
 
 @dataclass
@@ -147,21 +160,30 @@ def _load_model(onnx_path: Path, options: ort.SessionOptions, tokenizers: dict) 
     if model_input.type != "tensor(int32)" or len(model_input.shape) != 2 or model_input.shape[1] != metadata.max_len:
         raise ModelLoadError(f"{onnx_path}: input {model_input.name} is {model_input.type} {model_input.shape}; "
                              f"metadata expects int32 [batch, {metadata.max_len}]")
-    (model_output,) = session.get_outputs()
-    if len(model_output.shape) != 2 or model_output.shape[1] != 1 or isinstance(model_output.shape[0], int):
-        raise ModelLoadError(f"{onnx_path}: output {model_output.name} is {model_output.shape}; "
-                             "expected [batch, 1] (one probability per review)")
+    score_output, *other_outputs = session.get_outputs()
+    if (len(score_output.shape) != 2 or score_output.shape[1] != 1 or isinstance(score_output.shape[0], int)
+            or score_output.type not in SCORE_TYPES):
+        raise ModelLoadError(f"{onnx_path}: output {score_output.name} is {score_output.type} {score_output.shape}; "
+                             "expected float or double [batch, 1] (one probability per review)")
+    logit_output = next((output for output in other_outputs if output.name == LOGIT_OUTPUT), None)
+    unknown = [output.name for output in other_outputs if output is not logit_output]
+    if unknown or (logit_output is not None and logit_output.shape != score_output.shape):
+        raise ModelLoadError(f"{onnx_path}: outputs {[o.name for o in other_outputs]} beside the score; only an "
+                             f"optional {LOGIT_OUTPUT!r} [batch, 1] is understood")
     try:
         tokenizer = load_tokenizer(metadata, onnx_path.parent, tokenizers)
     except MetadataError as error:
         raise ModelLoadError(str(error)) from None
-    return LoadedModel(metadata, tokenizer, _session_predict(session, model_input.name), onnx_path)
-
-
-def _session_predict(session: ort.InferenceSession, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
     run = session.run
+    input_name, score_name = model_input.name, score_output.name
 
     def predict(tokens: np.ndarray) -> np.ndarray:
-        return run(None, {input_name: tokens})[0].reshape(-1)
+        return run([score_name], {input_name: tokens})[0].reshape(-1)
 
-    return predict
+    if logit_output is None:
+        logits = None
+    else:
+        def logits(tokens: np.ndarray) -> np.ndarray:
+            return run([LOGIT_OUTPUT], {input_name: tokens})[0].reshape(-1)
+
+    return LoadedModel(metadata, tokenizer, predict, onnx_path, logits)

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -157,3 +158,63 @@ def test_every_committed_metadata_file_fits_the_schema():
     for name in MODEL_NAMES:
         metadata = read_metadata(MODELS_DIR / f"{name}.json")
         assert metadata.name == name and metadata.test_metrics is not None and metadata.training is not None
+
+
+def tiny_model_dir(tmp_path, *, score_type=None, outputs=("logit",)):
+    """A one-model folder with a tiny ONNX graph: logit = mean(token ids) / 10 - 1, score = sigmoid(logit),
+    in float64 by default (the calibrated exports' layout), with the extra ``outputs``."""
+    import hashlib
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from artifacts.metadata import ModelMetadata, VocabularyFile, write_metadata
+    from artifacts.vocabulary import save_word_index
+
+    score_type = score_type or TensorProto.DOUBLE
+    nodes = [helper.make_node("Cast", ["tokens"], ["as_float"], to=score_type),
+             helper.make_node("ReduceMean", ["as_float"], ["mean"], axes=[1], keepdims=1),
+             helper.make_node("Div", ["mean", "ten"], ["scaled"]),
+             helper.make_node("Sub", ["scaled", "one"], ["logit"]),
+             helper.make_node("Sigmoid", ["logit"], ["score"]),
+             helper.make_node("Identity", ["logit"], ["extra"])]
+    dtype = np.float64 if score_type == TensorProto.DOUBLE else np.float32
+    initializers = [numpy_helper.from_array(np.array(10, dtype), "ten"),
+                    numpy_helper.from_array(np.array(1, dtype), "one")]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["batch", 8])],
+        [helper.make_tensor_value_info(name, score_type, ["batch", 1]) for name in ("score", *outputs)],
+        initializers)
+    model_bytes = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    onnx.checker.check_model(onnx.load_from_string(model_bytes))
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "tiny.onnx").write_bytes(model_bytes)
+    sha256 = save_word_index({"good": 1, "bad": 2}, folder / "vocab.json")
+    write_metadata(ModelMetadata(name="tiny", max_len=8, num_words=10, vocabulary=VocabularyFile(
+        file="vocab.json", sha256=sha256), onnx_sha256=hashlib.sha256(model_bytes).hexdigest()),
+        folder / "tiny.json")
+    return folder
+
+
+def test_a_double_score_with_a_logit_output_is_served_with_its_logits(tmp_path):
+    model = ModelRepository.load(tiny_model_dir(tmp_path)).models["tiny"]
+    tokens = model.tokenizer.encode_batch(["good bad", "bad bad bad"])
+    expected_logits = tokens.mean(axis=1, dtype=np.float64) / 10 - 1
+    np.testing.assert_allclose(model.logits(tokens), expected_logits, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(tokens), 1 / (1 + np.exp(-expected_logits)), rtol=1e-12)
+    assert model.predict(tokens).dtype == np.float64
+
+
+def test_without_a_logit_output_the_logits_come_from_the_scores(tmp_path):
+    from onnx import TensorProto
+
+    model = ModelRepository.load(tiny_model_dir(tmp_path, score_type=TensorProto.FLOAT, outputs=())).models["tiny"]
+    tokens = model.tokenizer.encode_batch(["good bad"])
+    np.testing.assert_allclose(model.logits(tokens), tokens.mean(axis=1) / 10 - 1, atol=1e-6)
+
+
+def test_an_output_the_service_does_not_understand_stops_start_up(tmp_path):
+    with pytest.raises(ModelLoadError, match="tiny.onnx: outputs \\['logit', 'extra'\\] beside the score; only an "
+                                             "optional 'logit'"):
+        ModelRepository.load(tiny_model_dir(tmp_path, outputs=("logit", "extra")))
