@@ -77,8 +77,12 @@ class SeedCandidate(_Strict):
 
 class Refit(_Strict):
     epochs: int = Field(ge=1)
-    train_reviews: int = Field(ge=1)
+    train_reviews: int = Field(ge=1, description="Reviews the refit trained on.")
     seconds: float = Field(ge=0)
+    held_out_split: float | None = Field(
+        None, gt=0, lt=1, description="Fraction of the training reviews kept out of the refit, to fit the "
+        "temperature on: the last ones of the chosen seed's shuffle, as Keras takes a validation split.")
+    held_out_reviews: int | None = Field(None, ge=1, description="How many reviews that is.")
 
 
 class TrainingRecord(_Strict):
@@ -100,6 +104,34 @@ class TrainingRecord(_Strict):
     refit_on_all_training_reviews: Refit | None = None
 
 
+class CalibrationMetrics(_Strict):
+    """How well the scores match the observed frequencies, on the test reviews."""
+
+    ece: float = Field(ge=0, le=1, description="Expected calibration error: 15 equal-width bins of the score, "
+                       "|positive fraction - mean score| weighted by the bin's share of reviews.")
+    ece_top_label: float | None = Field(
+        None, ge=0, le=1, description="Guo et al.'s (2017) expected calibration error: 15 equal-width bins of the "
+        "confidence max(score, 1 - score), |accuracy - mean confidence| weighted by the bin's share of reviews.")
+    brier: float = Field(ge=0, le=1, description="Mean squared difference between score and label.")
+    log_loss: float = Field(ge=0, description="Binary cross-entropy, scores clipped to [1e-7, 1 - 1e-7] as Keras does.")
+    min_score: float = Field(ge=0, le=1)
+    max_score: float = Field(ge=0, le=1)
+
+
+class Calibration(_Strict):
+    """Temperature scaling, inside the exported graph: score = sigmoid(logit / temperature)."""
+
+    method: Literal["temperature"] = "temperature"
+    temperature: float = Field(gt=0, description="Equal to the ONNX graph's `temperature` initializer.")
+    fitted_on: str = Field(description="Which reviews the temperature was fitted on (never test reviews).")
+    reviews: int = Field(ge=1, description="How many reviews the temperature was fitted on.")
+    bins: int = Field(15, ge=1, description="Equal-width score bins of the expected calibration error.")
+    test_reviews: int = Field(ge=1, description="Reviews `before` and `after` were measured on.")
+    before: CalibrationMetrics = Field(description="The uncalibrated export (float32 sigmoid), on the test reviews.")
+    after: CalibrationMetrics = Field(description="The calibrated export, on the test reviews.")
+    reliability_diagram: str | None = Field(None, description="PNG in the model's folder: before and after.")
+
+
 class ModelMetadata(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="Same as the .onnx file's stem.")
     max_len: int = Field(ge=1, description="Tokens per review the model reads.")
@@ -117,6 +149,8 @@ class ModelMetadata(_Strict):
     test_metrics: TestMetrics | None = Field(None, description="On the 25,000 IMDB test reviews.")
     config: dict = Field(default_factory=dict, description="The training configuration (training/presets.py).")
     training: TrainingRecord | None = None
+    calibration: Calibration | None = Field(
+        None, description="The temperature the export divides its logit by, and its effect on the test reviews.")
     library_versions: dict[str, str] = {}
     created: datetime | None = None
 

@@ -20,8 +20,8 @@ from service.access_log import AccessLogWriter
 from service.config import Settings
 from service.fast_path import SentimentAPI
 from service.middleware import AccessLog, BodySizeLimit
-from service.routes import health, models, predict
-from service.schemas import PredictRequest
+from service.routes import explain, health, models, predict
+from service.schemas import ExplainRequest, PredictRequest
 from service.scoring import ALL_MODELS, ScoringCore
 
 log = logging.getLogger("service")
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, core: ScoringCore | None = None
         app.include_fast_router(predict.router, dependencies=protected)
     else:
         app.include_router(predict.router, dependencies=protected)
+    app.include_router(explain.router, dependencies=protected)
     app.include_router(models.router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected)
@@ -100,17 +101,21 @@ def _openapi(app: FastAPI) -> dict:
     """FastAPI's schema plus what is only known at run time: the loaded model names and the limits."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        schema["components"]["schemas"]["PredictRequest"] = PredictRequest.model_json_schema(
-            ref_template="#/components/schemas/{model}")
         settings: Settings = app.state.settings
-        reviews = schema["components"]["schemas"]["PredictRequest"]["properties"]["reviews"]
-        reviews["maxItems"] = settings.max_reviews
-        reviews["items"]["maxLength"] = settings.max_review_chars
+        for request, max_reviews in ((PredictRequest, settings.max_reviews),
+                                     (ExplainRequest, settings.explain_max_reviews)):
+            schema["components"]["schemas"][request.__name__] = request.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            reviews = schema["components"]["schemas"][request.__name__]["properties"]["reviews"]
+            reviews["maxItems"] = max_reviews
+            reviews["items"]["maxLength"] = settings.max_review_chars
         core = getattr(app.state, "core", None)
         if core is not None:
             (model,) = (p for p in schema["paths"]["/predict"]["post"]["parameters"] if p["name"] == "model")
             names = {"type": "string", "enum": [*core.repository.names, ALL_MODELS]}
             model["schema"] = {"anyOf": [{"type": "array", "items": names}, {"type": "null"}]}
+            (model,) = (p for p in schema["paths"]["/explain"]["post"]["parameters"] if p["name"] == "model")
+            model["schema"] = {"anyOf": [{"type": "string", "enum": core.repository.names}, {"type": "null"}]}
         # Any model that /models lists can be asked for by name (also what stateful API testers follow).
         schema["paths"]["/models"]["get"]["responses"]["200"]["links"] = {
             "PredictWithDefaultModel": {"operationId": "predict", "parameters": {"model": "$response.body#/default"}},

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     ort_inter_op_threads: int = Field(1, ge=1, description="onnxruntime threads across graph nodes.")
     max_reviews: int = Field(256, ge=1, description="Most reviews in one request.")
     max_review_chars: int = Field(100_000, ge=1, description="Most characters in one review.")
+    explain_max_reviews: int = Field(
+        16, ge=1, description="Most reviews in one /explain request (each costs about as much as scoring one "
+                              "review per word it has).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1, description="Largest request body; larger gets 413.")
     request_timeout_seconds: float = Field(30.0, gt=0, description="Longest a prediction may take; then 503.")
     batch_max_size: int = Field(

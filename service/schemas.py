@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
-from artifacts.metadata import TestMetrics, TrainingRecord
+from artifacts.metadata import Calibration, TestMetrics, TrainingRecord
 
 POSITIVE_EXAMPLE = "One of the best films I have seen in years: moving, funny and beautifully acted."
 NEGATIVE_EXAMPLE = "A dull, lifeless mess. The plot makes no sense and the acting is painfully bad."
@@ -38,9 +38,33 @@ class PredictRequest(BaseModel):
         return reviews
 
 
+class ExplainRequest(PredictRequest):
+    """The same body as /predict's; at most SENTIMENT_EXPLAIN_MAX_REVIEWS reviews (16 by default)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reviews": ["A beautiful, moving film with wonderful "
+                                                                     "acting, though the ending drags."]}]})
+
+
+WarningCode = Literal["no_known_words", "few_known_words", "truncated"]
+WARNINGS_DESCRIPTION = (
+    "What to know before trusting the score, as stable codes (empty for nearly every review): `no_known_words` "
+    "(no word of the review is in the model's vocabulary, or it has no word at all: the score is the model's "
+    "answer to a review of unknown words, not a judgement of the text), `few_known_words` (the model knew fewer "
+    "than half of the words it read: the score rests on a few words), `truncated` (the review has more words "
+    "than the model reads; only the last ones were read).")
+
+
 class Prediction(BaseModel):
     score: float = Field(ge=0, le=1, description="Probability that the review is positive.", examples=[0.97])
     label: Literal["positive", "negative"] = Field(description="`positive` when score >= 0.5, else `negative`.")
+    words: int = Field(ge=0, description="Words of the review the model read (the last 500 of a longer review).",
+                       examples=[14])
+    known_words: int = Field(ge=0, description="Of those, the words in the model's vocabulary; the others all "
+                                               "read as one 'unknown word'.", examples=[14])
+    truncated: bool = Field(description="The review has more words than the model reads: the first ones were "
+                                        "left out.")
+    warnings: list[WarningCode] = Field(description=WARNINGS_DESCRIPTION, examples=[[]])
 
 
 class ModelResult(BaseModel):
@@ -63,12 +87,60 @@ class PredictResponse(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "results": [
-            {"model": "conv1d", "version": "3f9a1c0b7d2e", "predictions": [{"score": 0.97, "label": "positive"},
-                                                {"score": 0.04, "label": "negative"}]},
-            {"model": "conv_lstm", "version": "8b04e6a1f5c3", "predictions": [{"score": 0.93, "label": "positive"},
-                                                   {"score": 0.61, "label": "positive"}]},
+            {"model": "conv1d", "version": "3f9a1c0b7d2e", "predictions": [
+                {"score": 0.97, "label": "positive", "words": 14, "known_words": 14, "truncated": False,
+                 "warnings": []},
+                {"score": 0.04, "label": "negative", "words": 15, "known_words": 15, "truncated": False,
+                 "warnings": []}]},
+            {"model": "conv_lstm", "version": "8b04e6a1f5c3", "predictions": [
+                {"score": 0.93, "label": "positive", "words": 14, "known_words": 14, "truncated": False,
+                 "warnings": []},
+                {"score": 0.61, "label": "positive", "words": 15, "known_words": 15, "truncated": False,
+                 "warnings": []}]},
         ],
         "agreement": {"models": ["conv1d", "conv_lstm"], "agree": 1, "disagree": 1, "disagreements": [1]},
+    }]})
+
+
+class TokenContribution(BaseModel):
+    text: str = Field(description="The word as the tokenizer read it (lower-cased, punctuation removed).",
+                      examples=["wonderful"])
+    start: int = Field(ge=0, description="Offset of its first character in the review as sent.", examples=[36])
+    end: int = Field(ge=0, description="Offset after its last character: `review[start:end].lower() == text` "
+                                       "(except where a Greek capital sigma's lower-case form depends on "
+                                       "letters outside the word).", examples=[45])
+    contribution: float = Field(description="The word's effect on the logit: positive pushes towards positive. "
+                                            "0 for a word the model did not read.", examples=[0.42])
+    truncated: bool = Field(description="Left out by the 500-word truncation: the model never read it.")
+
+
+class Explanation(Prediction):
+    logit: float = Field(description="The model's logit (calibrated models: after the temperature); "
+                                     "score = sigmoid(logit).", examples=[1.73])
+    bias: float | None = Field(description="Method `exact` only: the part of the logit that belongs to no word "
+                                           "(the model's bias and its start-of-review token), so that "
+                                           "`logit == bias + sum(contribution)`. Null for `occlusion`.",
+                               examples=[0.08])
+    tokens: list[TokenContribution] = Field(description="Every word of the review, in order.")
+
+
+class ExplainResponse(BaseModel):
+    model: str = Field(examples=["bigram_bag"])
+    version: str = Field(description="The export that answered (as in /models and /predict).",
+                         examples=["3f9a1c0b7d2e"])
+    method: Literal["exact", "occlusion"] = Field(description=(
+        "`exact`: the bag-of-words model's logit split into each word's share (its word term plus half of each "
+        "bigram it belongs to), which add up with `bias` to the logit. `occlusion`: each word's contribution is "
+        "the logit minus the logit with that word replaced by the unknown word."))
+    explanations: list[Explanation] = Field(description="One per review, in input order.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "bigram_bag", "version": "3f9a1c0b7d2e", "method": "exact", "explanations": [{
+            "score": 0.86, "label": "positive", "words": 3, "known_words": 3, "truncated": False, "warnings": [],
+            "logit": 1.82, "bias": 0.11, "tokens": [
+                {"text": "a", "start": 0, "end": 1, "contribution": 0.03, "truncated": False},
+                {"text": "wonderful", "start": 2, "end": 11, "contribution": 1.52, "truncated": False},
+                {"text": "film", "start": 12, "end": 16, "contribution": 0.16, "truncated": False}]}],
     }]})
 
 
@@ -87,6 +159,9 @@ class ModelInfo(BaseModel):
     onnx_bytes: int | None
     created: datetime | None = None
     training: TrainingRecord | None = Field(None, description="Training configuration and timing.")
+    calibration: Calibration | None = Field(
+        None, description="The temperature the export divides its logit by, and the expected calibration error, "
+                          "Brier score and log loss on the 25,000 test reviews before and after.")
 
 
 class ModelsResponse(BaseModel):

@@ -12,6 +12,18 @@ threshold, the agreement summary and the per-model metrics::
 
 Its errors say what is wrong with which field (``InvalidInput``) or which model could not answer
 (``ModelUnavailable``); each way in renders them in its own protocol.
+
+``explain`` answers ``/explain``: one model, each review's words with their contributions to the logit
+(``service/explaining.py`` has the methods), computed in a worker thread per model.
+
+Every prediction and explanation carries what the model made of the text (``warnings_of``):
+
+* ``no_known_words``: no word of the review is in the model's vocabulary (or it has no word at all). The score
+  is the model's answer to a review of unknown words, not a judgement of the text.
+* ``few_known_words``: the model knew fewer than half of the words it read (``FEW_KNOWN_SHARE``), e.g. a
+  review in another language or mostly names and typos: the score rests on a few words.
+* ``truncated``: the review has more words than the model reads (``max_len``, 500); only the last ones
+  were read.
 """
 
 from __future__ import annotations
@@ -20,13 +32,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 from artifacts.tokenizer import EncodedBatch
-from service import metrics
+from service import explaining, metrics
 from service.batching import Batcher, BatcherClosedError
 from service.config import Settings
+from service.explaining import TokenContribution
 from service.repository import LoadedModel, ModelLoadError, ModelRepository
 
 log = logging.getLogger("service.scoring")
@@ -39,9 +53,30 @@ ALL_MODELS = "all"
 INLINE_TOKENIZE_CHARS = 20_000
 RESOLVED_CACHE_SIZE = 1024
 
+WarningCode = Literal["no_known_words", "few_known_words", "truncated"]
+NO_KNOWN_WORDS: WarningCode = "no_known_words"
+FEW_KNOWN_WORDS: WarningCode = "few_known_words"
+TRUNCATED: WarningCode = "truncated"
+FEW_KNOWN_SHARE = 0.5  # few_known_words: fewer than this share of the words read are known
+_NO_WARNINGS: tuple[WarningCode, ...] = ()
+
 
 def label_of(score: float) -> Label:
     return "positive" if score >= POSITIVE_THRESHOLD else "negative"
+
+
+def warnings_of(words: int, known: int, truncated: bool) -> tuple[WarningCode, ...]:
+    """The warning codes of one review from how the model read it (see the module docstring)."""
+    if known and known >= FEW_KNOWN_SHARE * words and not truncated:  # nearly every review
+        return _NO_WARNINGS
+    found: list[WarningCode] = []
+    if not known:
+        found.append(NO_KNOWN_WORDS)
+    elif known < FEW_KNOWN_SHARE * words:
+        found.append(FEW_KNOWN_WORDS)
+    if truncated:
+        found.append(TRUNCATED)
+    return tuple(found)
 
 
 class ScoringError(Exception):
@@ -79,10 +114,13 @@ class ModelUnavailable(ScoringError):
 class Limits:
     max_reviews: int
     max_review_chars: int
+    max_explain_reviews: int = 16
+    explain_timeout_seconds: float | None = None  # the batchers time predictions out themselves
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_reviews, settings.max_review_chars)
+        return cls(settings.max_reviews, settings.max_review_chars, settings.explain_max_reviews,
+                   settings.request_timeout_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +130,10 @@ class ReviewScore:
     words_read: int  # words in the model's input (at most max_len)
     known_words: int  # of those, the words in the model's vocabulary
     truncated: bool  # words before the last max_len were left out
+
+    @property
+    def warnings(self) -> tuple[WarningCode, ...]:
+        return warnings_of(self.words_read, self.known_words, self.truncated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +174,32 @@ class ScoringResult:
     agreement: Agreement | None  # when more than one model answered
 
 
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """One review explained: its score and label as /predict gives them, how it was read, and its words."""
+
+    score: float
+    label: Label
+    logit: float  # the model's logit (calibrated models: divided by the temperature); score = sigmoid(logit)
+    bias: float | None  # exact method: logit == bias + sum of the contributions; occlusion: None
+    words_read: int
+    known_words: int
+    truncated: bool
+    tokens: list[TokenContribution]  # every word of the review, in order; truncated ones have contribution 0
+
+    @property
+    def warnings(self) -> tuple[WarningCode, ...]:
+        return warnings_of(self.words_read, self.known_words, self.truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainResult:
+    model: str
+    version: str
+    method: Literal["exact", "occlusion"]
+    explanations: list[Explanation]  # one per review, in input order
+
+
 class ScoringCore:
     """The models, their batchers and the scoring rules; shared by every request and every way in."""
 
@@ -141,6 +209,10 @@ class ScoringCore:
             raise ValueError(f"no batcher for model(s) {', '.join(missing)}")
         self.repository, self.batchers, self.limits = repository, batchers, limits
         self._resolved: dict[tuple[str, ...], list[LoadedModel]] = {}  # clients repeat a handful of model lists
+        # Per model, made on its first /explain: the attribution method (it keeps per-model caches) and one
+        # worker thread, so explanations of one model run one at a time, beside that model's batcher.
+        self._explainers: dict[str, tuple[explaining.Method, ThreadPoolExecutor]] = {}
+        self._closed = False
 
     @classmethod
     def from_repository(cls, repository: ModelRepository, settings: Settings) -> ScoringCore:
@@ -174,15 +246,21 @@ class ScoringCore:
         self.repository.warm_up()
 
     async def close(self) -> None:
-        """Stop taking work and finish what every batcher has queued."""
-        await asyncio.gather(*(batcher.close() for batcher in self.batchers.values()))
+        """Stop taking work and finish what every batcher and explainer has queued."""
+        self._closed = True
+        executors = [executor for _, executor in self._explainers.values()]
+        await asyncio.gather(*(batcher.close() for batcher in self.batchers.values()),
+                             *(asyncio.to_thread(executor.shutdown, wait=True) for executor in executors))
 
-    def check(self, reviews: Sequence[str]) -> None:
-        """The request limits (the count and each review's length)."""
+    def check(self, reviews: Sequence[str], max_reviews: int | None = None,
+              setting: str = "SENTIMENT_MAX_REVIEWS") -> None:
+        """The request limits (the count and each review's length); ``max_reviews`` and ``setting`` for a
+        route with a limit of its own."""
         limits = self.limits
-        if len(reviews) > limits.max_reviews:
-            raise InvalidInput(("reviews",), f"too many reviews: {len(reviews)}, at most {limits.max_reviews} per "
-                               "request (SENTIMENT_MAX_REVIEWS); split them over several requests", len(reviews))
+        max_reviews = limits.max_reviews if max_reviews is None else max_reviews
+        if len(reviews) > max_reviews:
+            raise InvalidInput(("reviews",), f"too many reviews: {len(reviews)}, at most {max_reviews} per "
+                               f"request ({setting}); split them over several requests", len(reviews))
         for position, review in enumerate(reviews):
             if len(review) > limits.max_review_chars:
                 raise InvalidInput(("reviews", position), f"review {position} has {len(review)} characters, at most "
@@ -203,9 +281,11 @@ class ScoringCore:
     def _resolve(self, requested: tuple[str, ...]) -> list[LoadedModel]:
         models = self.repository.models
         names = [name.strip() for entry in requested for name in entry.split(",")]
-        names = [name for name in names if name]
         if not names:
             return [models[self.repository.default_name]]
+        if not all(names):
+            raise InvalidInput(("model",), "empty model name; name a model, or leave out ?model= for the default "
+                                           f"model ({self.repository.default_name})", list(requested))
         if ALL_MODELS in names:
             return list(models.values())
         unknown = [name for name in names if name not in models]
@@ -260,3 +340,67 @@ class ScoringCore:
     def _unavailable(name: str, message: str) -> ModelUnavailable:
         metrics.for_model(name).unavailable.inc()
         return ModelUnavailable(name, message)
+
+    # ---- /explain
+
+    def check_explain(self, reviews: Sequence[str]) -> None:
+        self.check(reviews, self.limits.max_explain_reviews, "SENTIMENT_EXPLAIN_MAX_REVIEWS")
+
+    def resolve_one(self, requested: str | None) -> LoadedModel:
+        """The one model an explanation is asked of: a name, or none (not even an empty one) for the default."""
+        models = self.resolve(None if requested is None else [requested])
+        names = [name.strip() for name in (requested or "").split(",") if name.strip()]
+        if len(models) != 1 or len(names) != (requested is not None) or ALL_MODELS in names:
+            raise InvalidInput(("model",), f"explanations come from one model at a time; name one of "
+                               f"{', '.join(self.repository.names)} (or leave out model for the default, "
+                               f"{self.repository.default_name})", requested)
+        return models[0]
+
+    async def explain(self, reviews: Sequence[str], requested: str | None = None) -> ExplainResult:
+        """Explains ``reviews`` with the one model named by ``requested`` (the default without one)."""
+        self.check_explain(reviews)
+        return await self.explain_with(self.resolve_one(requested), reviews)
+
+    async def explain_with(self, model: LoadedModel, reviews: Sequence[str]) -> ExplainResult:
+        """Explains checked ``reviews`` with a resolved ``model``, in that model's explainer thread."""
+        name = model.name
+        if self._closed:
+            raise ModelUnavailable(name, f"model {name} is shutting down; retry on another instance")
+        method, executor = self._explainer(model)
+        future = asyncio.wrap_future(executor.submit(self._explain_now, model, method, reviews))
+        timeout = self.limits.explain_timeout_seconds
+        try:
+            return await asyncio.wait_for(future, timeout)  # a job still queued then never runs
+        except TimeoutError:
+            raise ModelUnavailable(name, f"the explanation took longer than {timeout} s "
+                                         "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer or shorter "
+                                         "reviews") from None
+        except ModelUnavailable:
+            raise
+        except Exception as error:
+            log.exception("model %s failed to explain", name)
+            raise ModelUnavailable(name, f"model {name} failed to explain the reviews ({type(error).__name__}); "
+                                         "other models are unaffected") from None
+
+    def _explainer(self, model: LoadedModel) -> tuple[explaining.Method, ThreadPoolExecutor]:
+        explainer = self._explainers.get(model.name)
+        if explainer is None:
+            explainer = self._explainers[model.name] = (
+                explaining.method_for(model, self.batchers[model.name].max_batch_size),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"explain-{model.name}"))
+        return explainer
+
+    @staticmethod
+    def _explain_now(model: LoadedModel, method: explaining.Method, reviews: Sequence[str]) -> ExplainResult:
+        """Blocking: tokenize, score, attribute (in the model's explainer thread)."""
+        encoded = model.tokenizer.encode_reviews(reviews)
+        scores = model.predict(encoded.tokens).tolist()
+        if not all(0 <= score <= 1 for score in scores):  # NaN fails too
+            log.error("model %s returned scores outside [0, 1]", model.name)
+            raise ModelUnavailable(model.name, f"model {model.name} returned invalid scores; other models are "
+                                               "unaffected")
+        attributions = explaining.attribute(method, model, reviews, encoded, scores)
+        columns = (encoded.words_read().tolist(), encoded.known_words().tolist(), encoded.truncated.tolist())
+        return ExplainResult(model.name, model.version, method.name, [
+            Explanation(a.score, label_of(a.score), a.logit, a.bias, words, known, truncated, a.tokens)
+            for a, words, known, truncated in zip(attributions, *columns, strict=True)])

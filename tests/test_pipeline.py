@@ -1,4 +1,5 @@
-"""End to end on a small sample: data -> tokenizer -> both models -> evaluation -> ONNX -> parity -> files;
+"""End to end on a small sample: data -> tokenizer -> both models -> evaluation -> ONNX -> parity -> calibration
+-> files;
 the metadata schema on what the pipeline writes and on the committed models; the cheap checks before TensorFlow."""
 
 import json
@@ -32,7 +33,8 @@ def smoke_run(sample_archive, tmp_path_factory):
 def test_writes_every_artifact(smoke_run):
     names = {path.name for path in smoke_run.iterdir()}
     for model in ("conv1d", "conv_lstm"):
-        assert {f"{model}.onnx", f"{model}.json", f"{model}_history.json", f"{model}_history.png"} <= names
+        assert {f"{model}.onnx", f"{model}.json", f"{model}_history.json", f"{model}_history.png",
+                f"{model}_reliability.png"} <= names
     assert {"vocab_10000.json", "REPORT.md"} <= names
 
 
@@ -78,11 +80,32 @@ def test_onnx_model_reproduces_reported_accuracy(smoke_run, sample_archive, name
     assert accuracy == pytest.approx(metadata.test_accuracy, abs=1e-9)
 
 
+@pytest.mark.parametrize("name", ["conv1d", "conv_lstm"])
+def test_the_exports_are_calibrated_on_the_kept_runs_validation_split(smoke_run, name):
+    import onnx
+    from onnx import TensorProto
+
+    from training.calibrate import LOGIT_OUTPUT, temperature_of
+
+    metadata = read_metadata(smoke_run / f"{name}.json")
+    calibration = metadata.calibration
+    assert (calibration.reviews, calibration.test_reviews) == (40, 200)  # the last fifth of 200 training reviews
+    assert calibration.fitted_on.startswith(f"validation split of seed {metadata.training.seed} ")
+    model = onnx.load(smoke_run / f"{name}.onnx")
+    assert temperature_of(model) == calibration.temperature
+    assert [(output.name, output.type.tensor_type.elem_type) for output in model.graph.output] == [
+        ("Identity:0", TensorProto.DOUBLE), (LOGIT_OUTPUT, TensorProto.DOUBLE)]
+    assert metadata.test_metrics.loss == pytest.approx(calibration.after.log_loss)
+    assert 0 < calibration.after.min_score and calibration.after.max_score < 1
+    assert (smoke_run / calibration.reliability_diagram).read_bytes().startswith(b"\x89PNG")
+
+
 def test_report_answers_which_model_is_better(smoke_run):
     report = (smoke_run / "REPORT.md").read_text()
     assert "has the better test accuracy" in report
     assert "conv1d_history.png" in report and "conv_lstm_history.png" in report
     assert "## Seed selection" in report
+    assert "## Calibration (test set)" in report and "![conv1d reliability](conv1d_reliability.png)" in report
 
 
 def test_parity_check_fails_loudly():
@@ -174,16 +197,26 @@ def test_report_only_rewrites_the_report(smoke_run):
     assert "has the better test accuracy" in (smoke_run / "REPORT.md").read_text()
 
 
-def test_bag_preset_refits_on_every_training_review(sample_archive, tmp_path):
+def test_bag_preset_refits_on_the_training_reviews_but_a_tenth_held_out_for_the_temperature(sample_archive,
+                                                                                              tmp_path):
+    from training.calibrate import held_out_indices, temperature_of
+
     code = pipeline.main(["--data", str(sample_archive), "--word-index", str(WORD_INDEX), "--out", str(tmp_path),
                           "--models", "bigram_bag", "--epochs", "2", "--max-len", "120", "--verbose", "0",
                           "--seeds", "5"])
     assert code == 0
     metadata = read_metadata(tmp_path / "bigram_bag.json")
     training = metadata.training
-    assert training.refit_on_all_training_reviews.epochs == training.best_epoch >= 1
-    assert training.refit_on_all_training_reviews.train_reviews == 200
+    refit = training.refit_on_all_training_reviews
+    assert refit.epochs == training.best_epoch >= 1
+    assert (refit.train_reviews, refit.held_out_reviews, refit.held_out_split) == (180, 20, 0.1)
     assert metadata.num_words == 20_000 and metadata.parity_max_abs_diff <= 1e-5
+    calibration = metadata.calibration
+    assert calibration.reviews == 20 and "held out of the refit" in calibration.fitted_on
+    assert calibration.temperature == temperature_of((tmp_path / "bigram_bag.onnx").read_bytes())
+    # the held-out reviews are the last tenth of the seed's shuffle, as Keras held them out of the refit
+    assert len(held_out_indices(200, 5, 0.1)) == 20 and set(held_out_indices(200, 5, 0.1)) <= set(
+        held_out_indices(200, 5, 0.2))
     # the refitted model is the one evaluated and exported: its ONNX scores give the reported accuracy
     tokenizer = Tokenizer(load_word_index(tmp_path / "vocab_20000.json"), 20_000, 120)
     test = load_imdb(sample_archive)["test"]

@@ -14,6 +14,7 @@ from service.scoring import (
     ReviewScore,
     UnknownModelError,
     label_of,
+    warnings_of,
 )
 from tests import fakes
 
@@ -44,7 +45,7 @@ def test_without_model_names_the_most_accurate_model_answers():
     (["a", "a"], ["a"]),
     (["all"], ["a", "b", "c"]),
     (["a", "all"], ["a", "b", "c"]),
-    ([""], ["b"]),
+    ([], ["b"]),
 ])
 def test_models_are_named_repeated_comma_separated_or_all_in_the_order_asked(requested, expected):
     core = fakes.core(fakes.model("a"), fakes.model("b", accuracy=0.9), fakes.model("c"))
@@ -57,6 +58,14 @@ def test_an_unknown_model_is_an_input_error_that_lists_the_valid_names():
         score(core, ["good"], ["a,nope"])
     assert raised.value.field == ("model",) and raised.value.unknown == ["nope"]
     assert "valid names: a, b (or 'all')" in raised.value.message
+
+
+@pytest.mark.parametrize("requested", [[""], ["a,"], ["a", " "]])
+def test_an_empty_model_name_is_an_input_error_that_names_the_default(requested):
+    core = fakes.core(fakes.model("a"), fakes.model("b", accuracy=0.9))
+    with pytest.raises(InvalidInput, match="empty model name; .* for the default model \\(b\\)") as raised:
+        score(core, ["good"], requested)
+    assert raised.value.field == ("model",)
 
 
 def test_the_limits_name_the_field_and_the_setting():
@@ -87,6 +96,32 @@ def test_each_review_says_how_many_words_the_model_read_and_knew_and_whether_it_
         ReviewScore(score=0.5, label="positive", words_read=1, known_words=0, truncated=False),
         ReviewScore(score=0.5, label="positive", words_read=8, known_words=0, truncated=True),
     ]
+    assert [review.warnings for review in result.reviews()] == [(), ("no_known_words",),
+                                                                 ("no_known_words", "truncated")]
+
+
+@pytest.mark.parametrize(("words", "known", "truncated", "expected"), [
+    (10, 10, False, ()),
+    (10, 5, False, ()),  # half known: no warning
+    (10, 4, False, ("few_known_words",)),
+    (1, 0, False, ("no_known_words",)),
+    (0, 0, False, ("no_known_words",)),  # no word at all, e.g. only punctuation
+    (500, 480, True, ("truncated",)),
+    (500, 0, True, ("no_known_words", "truncated")),
+    (500, 100, True, ("few_known_words", "truncated")),
+])
+def test_warnings_follow_from_how_the_review_was_read(words, known, truncated, expected):
+    assert warnings_of(words, known, truncated) == expected
+
+
+def test_the_counts_made_while_encoding_equal_the_counts_from_the_tokens():
+    from artifacts.tokenizer import EncodedBatch
+
+    reviews = ["good zzz film", "zzz", "!!!", " ".join(["good"] * 5 + ["zzz"] * 10), "great " * 8]
+    encoded = fakes.tokenizer().encode_reviews(reviews)
+    recounted = EncodedBatch(encoded.tokens, encoded.truncated)  # counts from the token array
+    assert encoded.words_read().tolist() == recounted.words_read().tolist() == [3, 1, 0, 8, 8]
+    assert encoded.known_words().tolist() == recounted.known_words().tolist() == [2, 0, 0, 0, 8]
 
 
 def test_models_that_share_a_tokenizer_score_the_same_token_batch():
@@ -170,11 +205,52 @@ def test_the_predict_json_is_what_the_response_models_would_write():
     for requested in (["a"], ["a", "b"]):
         constant = fakes.model("b", lambda tokens: np.full(len(tokens), 0.1234567, np.float32))
         core = fakes.core(fakes.model("a"), constant)
-        result = score(core, ["good film", "awful", "zzz great"], requested)
+        result = score(core, ["good film", "awful", "zzz great", "zzz", "good " * 9, "zzz qqq xxx good"], requested)
         expected = PredictResponse(
             results=[ModelResult(model=r.model, version=r.version, predictions=[
-                Prediction(score=s, label=label) for s, label in zip(r.scores, r.labels, strict=True)])
+                Prediction(score=review.score, label=review.label, words=review.words_read,
+                           known_words=review.known_words, truncated=review.truncated,
+                           warnings=list(review.warnings)) for review in r.reviews()])
                 for r in result.results],
             agreement=None if result.agreement is None else Agreement(**{
                 key: getattr(result.agreement, key) for key in ("models", "agree", "disagree", "disagreements")}))
         assert render(result) == expected.model_dump_json().encode()
+
+
+def explain(core, reviews, model=None):
+    async def run():
+        try:
+            return await core.explain(reviews, model)
+        finally:
+            await core.close()
+
+    return asyncio.run(run())
+
+
+def test_explanations_have_a_limit_of_their_own():
+    core = fakes.core(fakes.linear_model("a"), settings=Settings(max_reviews=10, explain_max_reviews=2))
+    with pytest.raises(InvalidInput, match="at most 2 per request \\(SENTIMENT_EXPLAIN_MAX_REVIEWS\\)"):
+        explain(core, ["good"] * 3)
+    assert len(score(fakes.core(fakes.linear_model("a"), settings=Settings(explain_max_reviews=2)),
+                     ["good"] * 3).results[0].scores) == 3
+
+
+def test_an_explanation_comes_from_one_model_the_default_without_a_name():
+    core = fakes.core(fakes.linear_model("a", accuracy=0.7), fakes.bag_model("b", accuracy=0.9))
+    assert core.resolve_one(None).name == "b" and core.resolve_one("a").name == "a"
+    for requested, message in [("a,b", "one model at a time"), ("all", "one model at a time"),
+                               ("a, a", "one model at a time"), ("", "empty model name"), (",", "empty model name")]:
+        with pytest.raises(InvalidInput, match=message) as raised:
+            core.resolve_one(requested)
+        assert raised.value.field == ("model",)
+    with pytest.raises(UnknownModelError):
+        core.resolve_one("nope")
+
+
+def test_an_explanation_scores_and_labels_like_a_prediction():
+    reviews = ["good film", "awful zzz", "zzz", "great " * 12]
+    for model in (fakes.linear_model("a"), fakes.bag_model("a")):
+        predicted = score(fakes.core(model), reviews).results[0].reviews()
+        explained = explain(fakes.core(model), reviews).explanations
+        assert [(e.score, e.label, e.words_read, e.known_words, e.truncated, e.warnings) for e in explained] == [
+            (p.score, p.label, p.words_read, p.known_words, p.truncated, p.warnings) for p in predicted]

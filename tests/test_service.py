@@ -115,7 +115,7 @@ def test_scores_match_the_pipeline_tokenizer_and_onnxruntime(client, real_test_r
         session = ort.InferenceSession(str(MODELS_DIR / f"{result['model']}.onnx"),
                                        providers=["CPUExecutionProvider"])
         expected = session.run(None, {"tokens": tokenizer.encode_batch(texts)})[0].reshape(-1)
-        served = np.array([p["score"] for p in result["predictions"]], dtype=np.float32)
+        served = np.array([p["score"] for p in result["predictions"]], dtype=expected.dtype)  # calibrated: double
         np.testing.assert_array_equal(served, expected)
 
 
@@ -145,6 +145,48 @@ def test_long_reviews_keep_their_last_500_tokens(client, imdb_dataset):
     assert scores[0] == scores[1]
     front = predict(client, ["dreadful awful worst " * 300], ["conv1d"]).json()["results"][0]["predictions"][0]
     assert front["score"] != scores[0]
+
+
+# ---- how the review was read, and warnings
+
+
+def test_each_prediction_says_how_many_words_the_model_read_and_knew(client):
+    review = "A wonderful film, qqqzzz xxyyzz!"
+    for result in predict(client, [review], ["all"]).json()["results"]:
+        (prediction,) = result["predictions"]
+        assert (prediction["words"], prediction["known_words"], prediction["truncated"]) == (5, 3, False)
+        assert prediction["warnings"] == []
+
+
+def test_a_review_without_a_known_word_is_flagged(client):
+    reviews = ["Qqqzzx vvbbnn!", "!!! ???", "Schrecklich langweilig, überhaupt nicht lustig"]
+    for result in predict(client, reviews, ["all"]).json()["results"]:
+        for prediction in result["predictions"]:
+            assert prediction["known_words"] == 0 and prediction["warnings"] == ["no_known_words"], result["model"]
+            assert 0 <= prediction["score"] <= 1  # still scored: the model's answer to unknown words
+
+
+def test_a_review_the_model_mostly_does_not_know_is_flagged(client):
+    review = "Ein wunderbarer Film mit großartigen Schauspielern, die Geschichte ist fesselnd: great"
+    for result in predict(client, [review], ["all"]).json()["results"]:
+        (prediction,) = result["predictions"]
+        assert prediction["known_words"] < prediction["words"] / 2, result["model"]
+        assert prediction["warnings"] == ["few_known_words"], result["model"]
+
+
+def test_a_long_review_is_flagged_as_truncated(client, imdb_dataset):
+    long_review = " ".join(imdb_dataset["test"].texts[:8])
+    (prediction,) = predict(client, [long_review], ["conv1d"]).json()["results"][0]["predictions"]
+    assert prediction["words"] == 500 and prediction["truncated"] is True and prediction["warnings"] == ["truncated"]
+
+
+def test_real_reviews_raise_no_warning_but_truncation(client, imdb_dataset):
+    texts = imdb_dataset["test"].texts + imdb_dataset["train"].texts  # the whole committed sample
+    for result in predict(client, texts[:256], ["all"]).json()["results"] + \
+            predict(client, texts[256:], ["all"]).json()["results"]:
+        warnings = {code for prediction in result["predictions"] for code in prediction["warnings"]}
+        assert warnings <= {"truncated"}, result["model"]
+        assert any(prediction["truncated"] for prediction in result["predictions"])
 
 
 # ---- model choice and comparison
@@ -499,7 +541,8 @@ def test_an_injected_core_serves_its_fake_model_with_its_version():
         wait_until_ready(test_client)
         (result,) = predict(test_client, ["good film", "awful"]).json()["results"]
         assert result == {"model": "fake", "version": model.version, "predictions": [
-            {"score": 0.5, "label": "positive"}, {"score": 0.0, "label": "negative"}]}
+            {"score": 0.5, "label": "positive", "words": 2, "known_words": 2, "truncated": False, "warnings": []},
+            {"score": 0.0, "label": "negative", "words": 1, "known_words": 1, "truncated": False, "warnings": []}]}
         (info,) = test_client.get("/models").json()["models"]
         assert info["version"] == model.version and info["test_accuracy"] == 0.75 and info["onnx_bytes"] is None
 

@@ -105,8 +105,13 @@ def write_report(results: list[ModelMetadata], path: Path, experiments: dict | N
             continue
         versus = f", against {max(course_accuracies):.4f} for the better course model" if course_accuracies else ""
         refit = meta.training.refit_on_all_training_reviews
-        refit_note = (f"; refitted on all {refit.train_reviews:,} training reviews for the {refit.epochs} "
-                      "epochs that validation chose") if refit else ""
+        refit_note = ""
+        if refit and refit.held_out_reviews:
+            refit_note = (f"; refitted on {refit.train_reviews:,} training reviews ({refit.held_out_reviews:,} held "
+                          f"out for calibration) for the {refit.epochs} epochs that validation chose")
+        elif refit:
+            refit_note = (f"; refitted on all {refit.train_reviews:,} training reviews for the {refit.epochs} "
+                          "epochs that validation chose")
         answers.append(f"- `{name}` (family `{family}`, not in the course): {meta.test_metrics.accuracy:.4f} "
                        f"test accuracy{versus}, {meta.parameters:,} parameters{refit_note}.")
     if answers:
@@ -132,6 +137,7 @@ def write_report(results: list[ModelMetadata], path: Path, experiments: dict | N
     for meta in ranked:
         cm = meta.test_metrics.confusion_matrix
         lines.append(f"| `{meta.name}` | {cm.tn} | {cm.fp} | {cm.fn} | {cm.tp} |")
+    lines += calibration_section(ranked)
     lines += [
         "",
         "## Seed selection",
@@ -167,6 +173,63 @@ def write_report(results: list[ModelMetadata], path: Path, experiments: dict | N
                      f"| {meta.num_words:,} | {len(training.seed_candidates) or 1} |")
     lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+ECE_TARGET = 0.02  # the issue's target for every served model, on the test reviews
+
+
+def calibration_section(ranked: list[ModelMetadata]) -> list[str]:
+    """Temperature scaling: the figures before and after on the test set, and a reliability diagram per model."""
+    calibrated = [meta for meta in ranked if meta.calibration is not None]
+    if not calibrated:
+        return []
+    lines = [
+        "",
+        "## Calibration (test set)",
+        "",
+        "Each export divides its logit by a temperature T inside the ONNX graph, then applies the sigmoid in "
+        "float64 (`training/calibrate.py`). T minimises the log loss on held-out training reviews, never on the "
+        "test set: the validation split that chose the epochs, or for a refitted model the reviews the refit "
+        "held out. A temperature keeps every label, so accuracy and the confusion matrix are unchanged; the test "
+        "loss and ROC AUC in the first table are those of the calibrated scores. ECE: expected calibration error "
+        f"over the score, {calibrated[0].calibration.bins} equal-width bins (target: at most {ECE_TARGET}); "
+        "top-label ECE: Guo et al.'s (2017), over the confidence max(score, 1 − score), in which errors at p and "
+        "1 − p of opposite sign cancel. Brier score and log loss (scores clipped to [1e-7, 1 − 1e-7]). Before is "
+        "the raw export (float32 sigmoid), after the calibrated one; the last column shows how close the test "
+        "scores come to 0 and 1 (0 is a score of exactly 0 or 1).",
+        "",
+        "| model | T | fitted on | ECE | top-label ECE | Brier | log loss | smallest score, 1 − largest |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for meta in calibrated:
+        calibration = meta.calibration
+        before, after = calibration.before, calibration.after
+
+        def change(metric: str, before=before, after=after) -> str:
+            old, new = getattr(before, metric), getattr(after, metric)
+            return "–" if old is None or new is None else f"{old:.4f} → {new:.4f}"
+
+        lines.append(f"| `{meta.name}` | {calibration.temperature:.4f} | {calibration.fitted_on} | {change('ece')} "
+                     f"| {change('ece_top_label')} | {change('brier')} | {change('log_loss')} "
+                     f"| {before.min_score:.3g}, {1 - before.max_score:.3g} → {after.min_score:.3g}, "
+                     f"{1 - after.max_score:.3g} |")
+    met = [meta.name for meta in calibrated if meta.calibration.after.ece <= ECE_TARGET]
+    missed = [meta.name for meta in calibrated if meta.calibration.after.ece > ECE_TARGET]
+    lines += ["", f"ECE at most {ECE_TARGET} after calibration: "
+              + (", ".join(f"`{name}`" for name in met) or "none") + "; above it: "
+              + (", ".join(f"`{name}`" for name in missed) or "none") + "."]
+    if missed:
+        lines.append("A temperature only stretches or shrinks the logits around 0: it cannot move scores that "
+                     "are off by a bias (a model that calls too many reviews positive, or negative, at every "
+                     "score); a bias term would, but it would also change labels.")
+    uncalibrated = [meta.name for meta in ranked if meta.calibration is None]
+    if uncalibrated:
+        lines += ["", "Not calibrated: " + ", ".join(f"`{name}`" for name in uncalibrated) + "."]
+    for meta in calibrated:
+        if meta.calibration.reliability_diagram:
+            lines += ["", f"### `{meta.name}`", "",
+                      f"![{meta.name} reliability]({meta.calibration.reliability_diagram})"]
+    return lines
 
 
 def exploration_section(experiments: dict) -> list[str]:

@@ -17,9 +17,12 @@ import keras
 import numpy as np
 
 from training import models
+from training.calibrate import shuffled_order
 from training.presets import TrainingConfig
 
-VALIDATION_SPLIT = 0.2  # the last fifth of the (shuffled) training reviews
+# The last fifth of the (shuffled) training reviews: Keras 3 splits at floor(n * (1 - 0.2)), before any shuffling
+# of its own (training/calibrate.py rebuilds the same split from the seed).
+VALIDATION_SPLIT = 0.2
 
 log = logging.getLogger("training")
 
@@ -41,7 +44,7 @@ def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int) -> 
     """A compiled model and an order for the training reviews, both fixed by ``seed``."""
     keras.utils.set_random_seed(seed)
     # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
-    order = np.random.default_rng(seed).permutation(reviews)
+    order = shuffled_order(seed, reviews)
     model = models.build(name, config)
     models.compile_for_training(model, config)
     return model, order
@@ -69,12 +72,15 @@ def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray
 
 
 def refit(name: str, config: TrainingConfig, seed: int, epochs: int, x_train: np.ndarray, y_train: np.ndarray,
-          verbose: int) -> tuple[keras.Model, float]:
-    """The chosen configuration trained again on every training review for ``epochs`` epochs, and its
-    seconds of training; no validation split is left, so the epoch count comes from the validation run."""
+          verbose: int, held_out_split: float = 0.0) -> tuple[keras.Model, float]:
+    """The chosen configuration trained again for ``epochs`` epochs (the epoch count comes from the validation
+    run), and its seconds of training: on every training review, or, with ``held_out_split``, on all but the
+    last ``held_out_split`` of the seed's shuffle, which Keras holds out (and reports its loss on) and the
+    temperature is then fitted on (``training.calibrate.calibration_reviews``)."""
     model, order = seeded_model(name, config, seed, len(x_train))
     started = time.perf_counter()
-    model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size, verbose=verbose)
+    model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size,
+              validation_split=held_out_split, verbose=verbose)
     return model, round(time.perf_counter() - started, 1)
 
 

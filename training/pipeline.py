@@ -5,8 +5,10 @@
 The dataset and the Keras word index come from the data setting (``IMDB_DATA_DIR``, else ``data/``, else
 ``../shared/data``; see ``training/data.py``); ``--data`` and ``--word-index`` name other files. Then, for
 each model: tokenize -> train once per seed -> keep the run with the best validation accuracy -> refit on
-every training review (presets that ask) -> evaluate on the test set -> export to ONNX and check parity ->
-write the files; and last the report.
+the training reviews (presets that ask; a tenth is held out for calibration) -> evaluate on the test set ->
+export to ONNX and check parity -> calibrate: fit a temperature on the held-out reviews and divide the logit by
+it inside the graph (``training/calibrate.py``; ``--no-calibration`` skips it) -> write the files; and last
+the report.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from artifacts.metadata import (
+    Calibration,
     InputSpec,
     LayerSummary,
     MetadataError,
@@ -66,6 +69,9 @@ SAMPLE_SEED = 1337  # which reviews --limit keeps
 PREDICT_BATCH_SIZE = 512
 PARITY_REVIEWS = 512  # test reviews on which onnxruntime must reproduce Keras
 LOSS = "binary_crossentropy"
+# A refit (presets with refit_on_all_training_reviews) keeps the last tenth of its seed's shuffle out of training,
+# to fit the temperature on: calibration needs reviews the shipped weights never saw.
+REFIT_CALIBRATION_SPLIT = 0.1
 
 log = logging.getLogger("training")
 
@@ -105,6 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     overrides.add_argument("--num-words", type=int, help="vocabulary size")
     overrides.add_argument("--seeds", type=int, nargs="+",
                            help="train once per seed and keep the run with the best validation accuracy")
+    parser.add_argument("--no-calibration", dest="calibrate", action="store_false",
+                        help="export the raw sigmoid, without fitting a temperature (refits then use every "
+                             "training review)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch")
     args = parser.parse_args(argv)
@@ -184,18 +193,24 @@ def choose(name: str, candidates: list[Run]) -> Run:
 
 
 def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_train: np.ndarray,
-                   y_train: np.ndarray, verbose: int) -> tuple[keras.Model, Refit | None]:
-    """The model to ship. Presets that ask for it are trained once more on every training review,
-    for the epochs validation chose; the others ship the chosen run."""
+                   y_train: np.ndarray, verbose: int, calibrate: bool) -> tuple[keras.Model, Refit | None]:
+    """The model to ship. Presets that ask for it are trained once more, for the epochs validation chose, on
+    every training review but the REFIT_CALIBRATION_SPLIT held out for the temperature (on every one without
+    calibration); the others ship the chosen run."""
     if not config.refit_on_all_training_reviews:
         return chosen.model, None
     if chosen.best_epoch < 1:
         raise RuntimeError(f"{name}: no epoch improved the validation accuracy; nothing to refit")
+    from training import calibrate as calibration
     from training import fit
 
-    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose)
-    log.info("%s: refitted on all %d training reviews for %d epochs", name, len(x_train), chosen.best_epoch)
-    return model, Refit(epochs=chosen.best_epoch, train_reviews=len(x_train), seconds=seconds)
+    split = REFIT_CALIBRATION_SPLIT if calibrate else 0.0
+    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose, split)
+    held_out = len(calibration.held_out_indices(len(x_train), chosen.seed, split)) if split else 0
+    log.info("%s: refitted on %d training reviews (%d held out for calibration) for %d epochs", name,
+             len(x_train) - held_out, held_out, chosen.best_epoch)
+    return model, Refit(epochs=chosen.best_epoch, train_reviews=len(x_train) - held_out, seconds=seconds,
+                        held_out_split=split or None, held_out_reviews=held_out or None)
 
 
 def evaluate_on_test(name: str, model: keras.Model, x_test: np.ndarray,
@@ -221,6 +236,27 @@ def export_with_parity(name: str, model: keras.Model, max_len: int, x_test: np.n
     log.info("%s ONNX parity on %d test reviews: max |difference| = %.2e", name, min(PARITY_REVIEWS, len(x_test)),
              parity)
     return onnx_bytes, parity
+
+
+def calibrate_if_asked(name: str, onnx_bytes: bytes, training: TrainingRecord, x_train: np.ndarray,
+                       y_train: np.ndarray, x_test: np.ndarray, test_labels: np.ndarray, metrics: TestMetrics,
+                       args: argparse.Namespace) -> tuple[bytes, TestMetrics, Calibration | None]:
+    """The export to ship and its test metrics: with calibration (the default), the graph with its logit divided
+    by a temperature fitted on the reviews the shipped weights never saw (the kept run's validation split, or
+    what the refit held out), its test metrics those of the calibrated scores, and the calibration record
+    (the reliability diagram is written into --out); without, the raw export and Keras's metrics."""
+    if not args.calibrate:
+        return onnx_bytes, metrics, None
+    from training import calibrate, evaluate
+
+    held_out = calibrate.calibration_reviews(training)
+    result = calibrate.calibrate_export(name, onnx_bytes, x_train[held_out.indices], y_train[held_out.indices],
+                                        held_out.description, x_test, test_labels, args.out)
+    calibrated_metrics = evaluate.test_metrics(test_labels, result.test_scores)
+    if calibrated_metrics.confusion_matrix != metrics.confusion_matrix:  # a score within 1e-5 of 0.5 in Keras
+        log.warning("%s: the export's test labels differ from Keras's: %s against %s", name,
+                    calibrated_metrics.confusion_matrix, metrics.confusion_matrix)
+    return result.onnx_bytes, calibrated_metrics, result.calibration
 
 
 def write_model_files(name: str, config: presets.TrainingConfig, model: keras.Model, onnx_bytes: bytes,
@@ -256,7 +292,7 @@ def training_record(config: presets.TrainingConfig, chosen: Run, candidates: lis
 
 def build_metadata(name: str, config: presets.TrainingConfig, model: keras.Model, onnx_path: Path,
                    vocabulary: VocabularyFile, parity: float, metrics: TestMetrics, training: TrainingRecord,
-                   versions: dict[str, str]) -> ModelMetadata:
+                   calibration: Calibration | None, versions: dict[str, str]) -> ModelMetadata:
     """The metadata the service reads beside the ONNX model."""
     from training import export, models
 
@@ -275,6 +311,7 @@ def build_metadata(name: str, config: presets.TrainingConfig, model: keras.Model
         test_metrics=metrics,
         config=config.to_dict(),
         training=training,
+        calibration=calibration,
         library_versions=versions,
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
     )
@@ -296,13 +333,15 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
     x_train, x_test, vocabulary = tokenize(reviews, word_index, config, args.out)
     candidates = [fit.train_once(name, config, seed, x_train, reviews.y_train, args.verbose) for seed in config.seeds]
     chosen = choose(name, candidates)
-    model, refitted = refit_if_asked(name, config, chosen, x_train, reviews.y_train, args.verbose)
+    model, refitted = refit_if_asked(name, config, chosen, x_train, reviews.y_train, args.verbose, args.calibrate)
     test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
     onnx_bytes, parity = export_with_parity(name, model, config.max_len, x_test, test_scores)
-    onnx_path = write_model_files(name, config, model, onnx_bytes, args.out)
     training = training_record(config, chosen, candidates, refitted, reviews, args.data)
-    write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training, versions),
-                   args.out / f"{name}.json")
+    onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, x_train, reviews.y_train,
+                                                          x_test, reviews.test_labels, metrics, args)
+    onnx_path = write_model_files(name, config, model, onnx_bytes, args.out)
+    write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training,
+                                  calibration, versions), args.out / f"{name}.json")
     write_history(name, chosen.history, args.out)
     log.info("%s written to %s (%.0f s of training)", name, onnx_path, chosen.seconds)
 
@@ -311,6 +350,7 @@ def library_versions() -> dict[str, str]:
     import keras
     import onnx
     import onnxruntime
+    import scipy
     import sklearn
     import tensorflow as tf
     import tf2onnx
@@ -324,6 +364,7 @@ def library_versions() -> dict[str, str]:
         "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
+        "scipy": scipy.__version__,
     }
 
 
