@@ -84,6 +84,15 @@ def sample_archive(tmp_path_factory) -> Path:
     return write_review_tarball(tmp_path_factory.mktemp("data") / "sample.tar.gz", reviews)
 
 
+def wait_until_ready(client) -> None:
+    """Until the app behind a TestClient answers /readyz with 200 (its models warmed up), at most 5 s."""
+    for _ in range(500):
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.01)
+    raise AssertionError("service did not become ready")
+
+
 def read_metadata(name: str) -> dict:
     return json.loads((MODELS_DIR / f"{name}.json").read_text())
 

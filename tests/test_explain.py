@@ -19,15 +19,7 @@ from service.config import Settings
 from service.repository import ModelRepository
 from service.scoring import ModelUnavailable
 from tests import fakes
-from tests.conftest import MODELS_DIR
-
-
-def wait_until_ready(client: TestClient) -> None:
-    for _ in range(500):
-        if client.get("/readyz").status_code == 200:
-            return
-        time.sleep(0.01)
-    raise AssertionError("service did not become ready")
+from tests.conftest import MODELS_DIR, wait_until_ready
 
 
 def fake_client(*models, **settings) -> TestClient:

@@ -19,14 +19,19 @@ from service.scoring import (
 from tests import fakes
 
 
-def score(core, reviews, models=None):
+def run_and_close(core, call):
+    """``await call()`` on a fresh event loop, then close the core (its batchers drain)."""
     async def run():
         try:
-            return await core.score(reviews, models)
+            return await call()
         finally:
             await core.close()
 
     return asyncio.run(run())
+
+
+def score(core, reviews, models=None):
+    return run_and_close(core, lambda: core.score(reviews, models))
 
 
 def names(result) -> list[str]:
@@ -218,13 +223,7 @@ def test_the_predict_json_is_what_the_response_models_would_write():
 
 
 def explain(core, reviews, model=None):
-    async def run():
-        try:
-            return await core.explain(reviews, model)
-        finally:
-            await core.close()
-
-    return asyncio.run(run())
+    return run_and_close(core, lambda: core.explain(reviews, model))
 
 
 def test_explanations_have_a_limit_of_their_own():

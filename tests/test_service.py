@@ -14,7 +14,7 @@ from service.app import create_app
 from service.config import Settings
 from service.repository import ModelLoadError, ModelRepository
 from tests import fakes
-from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, read_metadata
+from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, read_metadata, wait_until_ready
 
 # Unambiguous real reviews from the IMDB test set (1 or 10 stars), found by their opening words.
 CLEARLY_POSITIVE = [
@@ -29,14 +29,6 @@ CLEARLY_NEGATIVE = [
     "This movie was a complete waste of time.",
     "This was really the worst movie I've ever seen.",
 ]
-
-
-def wait_until_ready(client: TestClient) -> None:
-    for _ in range(200):
-        if client.get("/readyz").status_code == 200:
-            return
-        time.sleep(0.01)
-    raise AssertionError("service did not become ready")
 
 
 @pytest.fixture(scope="module")
