@@ -82,10 +82,15 @@ async def _as_json_response(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(content, status_code=status, headers=headers)
 
 
+def internal_error() -> tuple[int, dict, dict[str, str]]:
+    """Status, body and headers for an error nobody raised on purpose (the log has the details)."""
+    return 500, {"detail": [problem("internal_error", (), "internal error; the service log has the details")]}, {}
+
+
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": [problem("internal_error", (), "internal error; the service log has the "
-                                            "details")]}, status_code=500)
+    status, content, headers = internal_error()
+    return JSONResponse(content, status_code=status, headers=headers)
 
 
 async def _not_found(request: Request, error: Exception) -> JSONResponse:

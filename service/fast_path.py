@@ -24,6 +24,7 @@ and compare the answers.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qsl
 
@@ -33,9 +34,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import security
-from service.errors import HTTPProblem, error_response
+from service.errors import HTTPProblem, error_response, internal_error
 from service.routes.dependencies import get_core, get_settings
 from service.routes.predict import predict_json
+
+log = logging.getLogger("service")
 
 # The query parameters and dependencies of the route that FastPredict knows how to honour.
 KNOWN_QUERY_PARAMETERS = {"model"}
@@ -97,14 +100,18 @@ class FastPredict:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["app"]
         try:
-            headers = dict(scope["headers"])
+            headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette reads them
             for guard in self.guards:  # before reading the body: an anonymous caller learns nothing about it
                 guard(app, headers)
             body = await read_body(receive)
             payload = await predict_json(app.state.core, app.state.settings, body,
                                          model_names(scope["query_string"]), scope)
-        except Exception as error:  # the errors raised on purpose get their status; others re-raise (500)
-            status, content, headers = error_response(error)
+        except Exception as error:  # the errors raised on purpose get their status; others a logged JSON 500
+            try:
+                status, content, headers = error_response(error)
+            except Exception:
+                log.exception("unhandled error on POST %s", scope["path"])
+                status, content, headers = internal_error()
             return await JSONResponse(content, status, headers)(scope, receive, send)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]})

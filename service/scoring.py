@@ -365,21 +365,22 @@ class ScoringCore:
         """Explains checked ``reviews`` with a resolved ``model``, in that model's explainer thread."""
         name = model.name
         if self._closed:
-            raise ModelUnavailable(name, f"model {name} is shutting down; retry on another instance")
+            raise self._unavailable(name, f"model {name} is shutting down; retry on another instance")
         method, executor = self._explainer(model)
         future = asyncio.wrap_future(executor.submit(self._explain_now, model, method, reviews))
         timeout = self.limits.explain_timeout_seconds
         try:
             return await asyncio.wait_for(future, timeout)  # a job still queued then never runs
         except TimeoutError:
-            raise ModelUnavailable(name, f"the explanation took longer than {timeout} s "
+            raise self._unavailable(name, f"the explanation took longer than {timeout} s "
                                          "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer or shorter "
                                          "reviews") from None
-        except ModelUnavailable:
+        except ModelUnavailable:  # invalid scores, found in the explainer thread
+            metrics.for_model(name).unavailable.inc()
             raise
         except Exception as error:
             log.exception("model %s failed to explain", name)
-            raise ModelUnavailable(name, f"model {name} failed to explain the reviews ({type(error).__name__}); "
+            raise self._unavailable(name, f"model {name} failed to explain the reviews ({type(error).__name__}); "
                                          "other models are unaffected") from None
 
     def _explainer(self, model: LoadedModel) -> tuple[explaining.Method, ThreadPoolExecutor]:

@@ -678,3 +678,30 @@ def test_python_m_service_help_lists_the_settings_and_does_not_serve():
     wrong = subprocess.run([sys.executable, "-m", "service", "--port", "9"], cwd=REPO_ROOT, capture_output=True,
                            text=True, timeout=30)
     assert wrong.returncode == 2 and "SENTIMENT_PORT=8001 python -m service" in wrong.stderr
+
+
+def test_repeated_headers_are_read_as_starlette_reads_them_on_both_paths():
+    """The first of repeated headers counts, through the fast path and through FastAPI's router alike."""
+    for fast_path in (True, False):
+        with TestClient(create_app(Settings(model_dir=MODELS_DIR, fast_path=fast_path, api_keys=["k1"]))) as client:
+            body = b'{"reviews": ["fine"]}'
+            bad_key_first = client.post("/predict", content=body, headers=[
+                ("content-type", "application/json"), ("x-api-key", "bad"), ("x-api-key", "k1")])
+            text_first = client.post("/predict", content=body, headers=[
+                ("x-api-key", "k1"), ("content-type", "text/plain"), ("content-type", "application/json")])
+            assert (bad_key_first.status_code, text_first.status_code) == (401, 415), fast_path
+
+
+def test_an_unexpected_error_on_the_fast_path_is_a_logged_json_500(monkeypatch):
+    from service.routes import predict as predict_route
+
+    def explode(result):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(predict_route, "render", explode)
+    with fake_client(fakes.model("fake")) as test_client:
+        wait_until_ready(test_client)
+        response = predict(test_client, ["good"])
+    assert response.status_code == 500
+    assert response.json()["detail"] == [{"type": "internal_error", "loc": [],
+                                          "msg": "internal error; the service log has the details"}]

@@ -61,9 +61,12 @@ async def explain_json(core: ScoringCore, settings: Settings, body: bytes, model
              summary="Explain one model's scores: each word's contribution", dependencies=[Depends(require_json_body)],
              openapi_extra=BODY_OPENAPI)
 async def explain(request: Request, core: CoreDep, settings: SettingsDep,
-                  model: Annotated[str | None, MODEL_QUERY] = None) -> Response:
+                  model: Annotated[list[str] | None, MODEL_QUERY] = None) -> Response:
     try:
         body = await request.body()
     except ClientDisconnect:
         raise HTTPProblem(400, "the client disconnected before the whole body arrived", ("body",)) from None
-    return Response(await explain_json(core, settings, body, model, request.scope), media_type="application/json")
+    # Every value counts, so ?model=a&model=b is refused like ?model=a,b rather than answering for one of them.
+    requested = None if model is None else ",".join(model)
+    return Response(await explain_json(core, settings, body, requested, request.scope),
+                    media_type="application/json")
