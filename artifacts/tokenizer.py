@@ -154,3 +154,8 @@ class EncodedBatch:
     def known_words(self) -> np.ndarray:
         """Per review, the words of the input that are in the model's vocabulary."""
         return np.count_nonzero(self.tokens > OOV, axis=1) if self.known is None else self.known
+
+    def readings(self) -> list[tuple[int, int, bool]]:
+        """Per review, as Python values: (words read, known words, truncated)."""
+        return list(zip(self.words_read().tolist(), self.known_words().tolist(), self.truncated.tolist(),
+                        strict=True))

@@ -36,6 +36,10 @@ class HTTPProblem(HTTPException):
         self.loc = loc
 
 
+def client_disconnected() -> HTTPProblem:
+    return HTTPProblem(400, "the client disconnected before the whole body arrived", ("body",))
+
+
 def problem(error_type: str, loc: tuple | list, message: str) -> dict:
     return {"type": error_type, "loc": list(loc), "msg": message}
 

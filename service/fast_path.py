@@ -34,15 +34,15 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import security
-from service.errors import HTTPProblem, error_response, internal_error
-from service.routes.dependencies import get_core, get_settings
+from service.errors import client_disconnected, error_response, internal_error
+from service.routes.dependencies import get_body, get_core, get_settings
 from service.routes.predict import predict_json
 
 log = logging.getLogger("service")
 
 # The query parameters and dependencies of the route that FastPredict knows how to honour.
 KNOWN_QUERY_PARAMETERS = {"model"}
-KNOWN_DEPENDENCIES = {security.require_api_key, security.require_json_body, get_core, get_settings}
+KNOWN_DEPENDENCIES = {security.require_api_key, security.require_json_body, get_body, get_core, get_settings}
 
 
 class FastPathError(RuntimeError):
@@ -61,7 +61,7 @@ async def read_body(receive: Receive) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise HTTPProblem(400, "the client disconnected before the whole body arrived", ("body",))
+            raise client_disconnected()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)

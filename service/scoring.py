@@ -79,6 +79,13 @@ def warnings_of(words: int, known: int, truncated: bool) -> tuple[WarningCode, .
     return tuple(found)
 
 
+def check_scores(model: str, scores: list[float]) -> None:
+    """ModelUnavailable (logged) unless every score is a probability; NaN fails too."""
+    if not all(0 <= score <= 1 for score in scores):
+        log.error("model %s returned scores outside [0, 1]", model)
+        raise ModelUnavailable(model, f"model {model} returned invalid scores; other models are unaffected")
+
+
 class ScoringError(Exception):
     """A request the core cannot answer; the message says why and what to do."""
 
@@ -148,9 +155,8 @@ class ModelScores:
 
     def reviews(self) -> list[ReviewScore]:
         """Per review: score, label and how the review was read (computed on demand)."""
-        columns = (self.encoded.words_read().tolist(), self.encoded.known_words().tolist(),
-                   self.encoded.truncated.tolist())
-        return [ReviewScore(*row) for row in zip(self.scores, self.labels, *columns, strict=True)]
+        return [ReviewScore(score, label, *reading)
+                for score, label, reading in zip(self.scores, self.labels, self.encoded.readings(), strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +325,10 @@ class ScoringCore:
         started = time.perf_counter()
         try:
             scores = (await batcher.predict(encoded.tokens)).tolist()
+            check_scores(name, scores)
+        except ModelUnavailable:
+            model_metrics.unavailable.inc()
+            raise
         except BatcherClosedError:
             raise self._unavailable(name, f"model {name} is shutting down; retry on another instance") from None
         except TimeoutError:
@@ -328,9 +338,6 @@ class ScoringCore:
             log.exception("model %s failed", name)
             raise self._unavailable(name, f"model {name} failed to score the reviews ({type(error).__name__}); "
                                           "other models are unaffected") from None
-        if not all(0 <= score <= 1 for score in scores):  # NaN fails too
-            log.error("model %s returned scores outside [0, 1]", name)
-            raise self._unavailable(name, f"model {name} returned invalid scores; other models are unaffected")
         model_metrics.latency.observe(time.perf_counter() - started)
         model_metrics.ok.inc()
         model_metrics.reviews.inc(len(scores))
@@ -375,7 +382,7 @@ class ScoringCore:
             raise self._unavailable(name, f"the explanation took longer than {timeout} s "
                                          "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer or shorter "
                                          "reviews") from None
-        except ModelUnavailable:  # invalid scores, found in the explainer thread
+        except ModelUnavailable:  # check_scores, in the explainer thread
             metrics.for_model(name).unavailable.inc()
             raise
         except Exception as error:
@@ -396,12 +403,8 @@ class ScoringCore:
         """Blocking: tokenize, score, attribute (in the model's explainer thread)."""
         encoded = model.tokenizer.encode_reviews(reviews)
         scores = model.predict(encoded.tokens).tolist()
-        if not all(0 <= score <= 1 for score in scores):  # NaN fails too
-            log.error("model %s returned scores outside [0, 1]", model.name)
-            raise ModelUnavailable(model.name, f"model {model.name} returned invalid scores; other models are "
-                                               "unaffected")
+        check_scores(model.name, scores)
         attributions = explaining.attribute(method, model, reviews, encoded, scores)
-        columns = (encoded.words_read().tolist(), encoded.known_words().tolist(), encoded.truncated.tolist())
         return ExplainResult(model.name, model.version, method.name, [
             Explanation(a.score, label_of(a.score), a.logit, a.bias, words, known, truncated, a.tokens)
-            for a, words, known, truncated in zip(attributions, *columns, strict=True)])
+            for a, (words, known, truncated) in zip(attributions, encoded.readings(), strict=True)])

@@ -12,11 +12,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic_core import to_json
-from starlette.requests import ClientDisconnect
 
 from service.config import Settings
-from service.errors import HTTPProblem
-from service.routes.dependencies import CoreDep, SettingsDep
+from service.routes.dependencies import BodyDep, CoreDep, SettingsDep
 from service.routes.predict import ERRORS, parse_body
 from service.schemas import ExplainRequest, ExplainResponse
 from service.scoring import ExplainResult, ScoringCore
@@ -60,12 +58,8 @@ async def explain_json(core: ScoringCore, settings: Settings, body: bytes, model
 @router.post("/explain", response_model=ExplainResponse, responses=ERRORS, operation_id="explain",
              summary="Explain one model's scores: each word's contribution", dependencies=[Depends(require_json_body)],
              openapi_extra=BODY_OPENAPI)
-async def explain(request: Request, core: CoreDep, settings: SettingsDep,
+async def explain(request: Request, body: BodyDep, core: CoreDep, settings: SettingsDep,
                   model: Annotated[list[str] | None, MODEL_QUERY] = None) -> Response:
-    try:
-        body = await request.body()
-    except ClientDisconnect:
-        raise HTTPProblem(400, "the client disconnected before the whole body arrived", ("body",)) from None
     # Every value counts, so ?model=a&model=b is refused like ?model=a,b rather than answering for one of them.
     requested = None if model is None else ",".join(model)
     return Response(await explain_json(core, settings, body, requested, request.scope),
