@@ -8,6 +8,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
 
 from artifacts.tokenizer import OOV, START, Tokenizer, text_to_words
 from artifacts.vocabulary import load_word_index
@@ -35,9 +36,11 @@ def test_every_operation_conforms_and_never_fails(case):
     response = case.call()
     if case.path == "/readyz" and response.status_code == 503:  # documented: warm-up not finished yet
         assert response.json()["ready"] is False
+        # Every other check still runs; the 503 is in the schema, so it is no server error here.
+        case.validate_response(response, excluded_checks=[not_a_server_error])
     else:
         assert_helpful(response)
-    case.validate_response(response)
+        case.validate_response(response)
 
 
 # /readyz is left out here: its documented 503 during warm-up would count as a server error.
