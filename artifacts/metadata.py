@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -85,6 +85,18 @@ class Refit(_Strict):
     held_out_reviews: int | None = Field(None, ge=1, description="How many reviews that is.")
 
 
+class Counterfactual(_Strict):
+    """Counterfactual pairs in training (training/cad.py): the IMDB part is the training reviews less the pairs'
+    originals; each training pair (original and edited copy) is added ``copies`` times to the fitting side only."""
+
+    copies: int = Field(ge=1)
+    train_pairs: int = Field(ge=1, description="Training pairs used.")
+    left_out_originals: int = Field(ge=0, description="IMDB training reviews taken out of the IMDB part: the "
+                                    "training pairs' originals (added back with their pairs) and the dev pairs' "
+                                    "(never trained on).")
+    skipped_pairs: list[str] = Field([], description="Pair ids whose original is not exactly one IMDB training review.")
+
+
 class TrainingRecord(_Strict):
     optimizer: str
     learning_rate: float = Field(gt=0)
@@ -102,6 +114,8 @@ class TrainingRecord(_Strict):
     data: str = Field(description="Where the training data was read from.")
     seed_candidates: list[SeedCandidate] = []
     refit_on_all_training_reviews: Refit | None = None
+    counterfactual: Counterfactual | None = Field(
+        None, description="Counterfactual pairs added to the training reviews; train_reviews counts the IMDB part.")
 
 
 class CalibrationMetrics(_Strict):
@@ -118,11 +132,46 @@ class CalibrationMetrics(_Strict):
     max_score: float = Field(ge=0, le=1)
 
 
-class Calibration(_Strict):
-    """Temperature scaling, inside the exported graph: score = sigmoid(logit / temperature)."""
+class HeldOutFigures(_Strict):
+    """Out-of-fold figures of one calibration method on the held-out reviews."""
 
-    method: Literal["temperature"] = "temperature"
-    temperature: float = Field(gt=0, description="Equal to the ONNX graph's `temperature` initializer.")
+    log_loss: float = Field(ge=0, description="Mean binary cross-entropy of the out-of-fold scores (from the logit, "
+                            "unclipped).")
+    ece: float = Field(ge=0, le=1, description="Expected calibration error of the out-of-fold scores, 15 bins.")
+
+
+class CalibrationSelection(_Strict):
+    """How the method was chosen, on the held-out reviews only (never the test set): k-fold cross-validation,
+    each fold scored with the temperature(s) fitted on the other folds."""
+
+    folds: int = Field(ge=2)
+    seed: int = Field(description="Seed of the permutation that dealt the held-out reviews into folds.")
+    signed_allowed: bool = Field(description="False when the model's explanation needs its logit linear in its "
+                                 "terms (the bag family's exact shares): it keeps one temperature.")
+    single: HeldOutFigures = Field(description="One temperature, out of fold.")
+    signed: HeldOutFigures = Field(description="A signed temperature, out of fold.")
+    rule: str = Field("signed temperature when it is allowed and its out-of-fold log loss is lower",
+                      description="How the figures chose the method.")
+
+
+class Calibration(_Strict):
+    """Temperature scaling, inside the exported graph. ``temperature``: score = sigmoid(logit / T), with T the
+    graph's ``temperature`` initializer. ``signed_temperature``: score = sigmoid(logit / T+) for a logit >= 0 and
+    sigmoid(logit / T-) for a logit < 0, with T+ and T- the graph's ``temperature_positive`` and
+    ``temperature_negative`` initializers. Either keeps the sign of every logit and the order of the scores."""
+
+    method: Literal["temperature", "signed_temperature"] = "temperature"
+    temperature: float | None = Field(
+        None, gt=0, description="Method `temperature` only: equal to the ONNX graph's `temperature` initializer.")
+    temperature_positive: float | None = Field(
+        None, gt=0, description="Method `signed_temperature` only: divides the logits >= 0; equal to the graph's "
+        "`temperature_positive` initializer.")
+    temperature_negative: float | None = Field(
+        None, gt=0, description="Method `signed_temperature` only: divides the logits < 0; equal to the graph's "
+        "`temperature_negative` initializer.")
+    selection: CalibrationSelection | None = Field(
+        None, description="The held-out comparison that chose the method (absent from calibrations made before "
+        "there was a choice).")
     fitted_on: str = Field(description="Which reviews the temperature was fitted on (never test reviews).")
     reviews: int = Field(ge=1, description="How many reviews the temperature was fitted on.")
     bins: int = Field(15, ge=1, description="Equal-width score bins of the expected calibration error.")
@@ -131,11 +180,48 @@ class Calibration(_Strict):
     after: CalibrationMetrics = Field(description="The calibrated export, on the test reviews.")
     reliability_diagram: str | None = Field(None, description="PNG in the model's folder: before and after.")
 
+    @model_validator(mode="after")
+    def _temperatures_fit_the_method(self) -> Calibration:
+        signed = (self.temperature_positive, self.temperature_negative)
+        if self.method == "temperature":
+            if self.temperature is None or signed != (None, None):
+                raise ValueError("method 'temperature' needs `temperature` and neither `temperature_positive` nor "
+                                 "`temperature_negative`")
+        else:
+            if None in signed or self.temperature is not None:
+                raise ValueError("method 'signed_temperature' needs both `temperature_positive` and "
+                                 "`temperature_negative`, and no `temperature`")
+            if self.selection is not None and not self.selection.signed_allowed:
+                raise ValueError("method 'signed_temperature' was chosen although its selection did not allow it")
+        return self
+
+
+class Robustness(_Strict):
+    """How the model does on reviews unlike the IMDB test set's (training/robustness.py). Accuracies at 0.5."""
+
+    cad_dev_pairs: int = Field(ge=1, description="Counterfactual dev pairs: an IMDB training review and its minimally "
+                               "edited, label-flipped copy (Kaushik et al. 2020).")
+    cad_dev_original: float = Field(ge=0, le=1, description="Accuracy on the pairs' original reviews.")
+    cad_dev_edited: float = Field(ge=0, le=1, description="Accuracy on the pairs' edited reviews.")
+    cad_dev_pair_consistency: float = Field(ge=0, le=1, description="Share of pairs with both reviews right.")
+    cad_dev_originals_in_training: bool = Field(
+        description="Whether the dev pairs' original reviews were among the model's training reviews.")
+    checklist_reviews: int = Field(ge=1, description="Templated short reviews (training/checklist.jsonl).")
+    checklist: float = Field(ge=0, le=1, description="Accuracy on the checklist suite.")
+    checklist_by_category: dict[str, float] = Field(description="Accuracy per checklist category.")
+    snippet_reviews: int = Field(ge=1, description="IMDB test reviews whose first and last sentences were scored.")
+    snippets_first_sentence: float = Field(ge=0, le=1, description="Accuracy on each review's first sentence alone, "
+                                           "labelled by its review.")
+    snippets_last_sentence: float = Field(ge=0, le=1, description="Accuracy on each review's last sentence alone.")
+
 
 class ModelMetadata(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="Same as the .onnx file's stem.")
     max_len: int = Field(ge=1, description="Tokens per review the model reads.")
     num_words: int = Field(gt=3, description="Vocabulary size: word indices at or above it count as unknown.")
+    tokenizer: Literal["keras", "keras_negation"] = Field(
+        "keras", description="The tokenizer's rule (artifacts/tokenizer.py): `keras`, Keras's own; `keras_negation`, "
+        "the same words, with a known word inside a negation's scope read as its id + num_words.")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None
@@ -150,7 +236,9 @@ class ModelMetadata(_Strict):
     config: dict = Field(default_factory=dict, description="The training configuration (training/presets.py).")
     training: TrainingRecord | None = None
     calibration: Calibration | None = Field(
-        None, description="The temperature the export divides its logit by, and its effect on the test reviews.")
+        None, description="The temperature(s) the export divides its logit by, and their effect on the test reviews.")
+    robustness: Robustness | None = Field(
+        None, description="Counterfactual dev pairs, checklist suite and short snippets (training/robustness.py).")
     library_versions: dict[str, str] = {}
     created: datetime | None = None
 
@@ -162,6 +250,18 @@ class ModelMetadata(_Strict):
     @property
     def test_accuracy(self) -> float | None:
         return None if self.test_metrics is None else self.test_metrics.accuracy
+
+    @property
+    def robustness_score(self) -> float | None:
+        """What chooses the default model (issue #16): the mean of four accuracies, each of a different kind of
+        review: the IMDB test set (long reviews), the counterfactual dev pairs' edited reviews (small edits that
+        flip the sentiment), the checklist suite (short templated reviews) and the snippets (single sentences,
+        the mean of first and last). None without robustness figures or test metrics."""
+        if self.robustness is None or self.test_metrics is None:
+            return None
+        r = self.robustness
+        snippets = (r.snippets_first_sentence + r.snippets_last_sentence) / 2
+        return (self.test_metrics.accuracy + r.cad_dev_edited + r.checklist + snippets) / 4
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:

@@ -10,6 +10,13 @@ IMDB word index with ``index_from=3``, ``num_words`` clipping and ``pad_sequence
 
 ``words_with_offsets`` gives the same words with where each stands in the text (for ``/explain``).
 
+Models trained after the robustness work may read with the rule ``keras_negation`` (``RULES``): the same words,
+and a known word inside a negation's scope gets a second id, ``its id + num_words``, so "not good" reads
+``not`` and a negated ``good`` that the model can learn apart from ``good``. A scope opens after a negation
+word (``NEGATORS``: "not", "never", "no", any word ending in "n't", the apostrophe-less "didnt" ...) and closes at
+the end of its clause: the next of ``.,!?;:`` in the text, or a contrast word (``SCOPE_ENDERS``: "but",
+"however" ...). The course models keep the Keras rule exactly.
+
 Free of TensorFlow: the service imports it.
 """
 
@@ -41,10 +48,40 @@ _ASCII_SEPARATORS = KERAS_FILTERS + "\x0b\x0c\r\x1c\x1d\x1e\x1f"
 _ASCII_FILTER_TABLE = bytes.maketrans(_ASCII_SEPARATORS.encode(), b" " * len(_ASCII_SEPARATORS))
 
 
+KERAS = "keras"
+KERAS_NEGATION = "keras_negation"
+RULES = (KERAS, KERAS_NEGATION)
+# Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
+# apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
+NEGATORS = frozenset({
+    "not", "no", "never", "nothing", "nobody", "none", "nowhere", "neither", "nor", "cannot", "without",
+    "hardly", "barely", "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "cant", "wont", "couldnt",
+    "wouldnt", "shouldnt", "havent", "hasnt", "hadnt", "aint",
+})
+SCOPE_ENDERS = frozenset({"but", "however", "although", "though", "yet", "except"})
+# Every one of them is among the Keras filters, so splitting the text at them first gives the same words.
+_CLAUSE_END = re.compile(r"[.,!?;:]")
+
+
 def text_to_words(text: str) -> list[str]:
     """Split a review into lower-cased words exactly as the models were trained (the reference rule;
     ``Tokenizer`` runs faster equivalents, tested against it)."""
     return text.lower().translate(_FILTER_TABLE).split()
+
+
+def negation_scopes(text: str) -> list[bool]:
+    """For each word of ``text_to_words(text)``, whether it stands inside a negation's scope (see the module's
+    docstring). The whole text is lower-cased first, as ``text_to_words`` does, so the words are the same."""
+    negated = []
+    for clause in _CLAUSE_END.split(text.lower()):
+        inside = False
+        for word in clause.translate(_FILTER_TABLE).split():
+            if word in SCOPE_ENDERS:
+                inside = False
+            negated.append(inside)
+            if word in NEGATORS or word.endswith("n't"):
+                inside = True
+    return negated
 
 
 # A run of the characters str.split() does not split on: re's \s is str.isspace(), which is what str.split()
@@ -78,13 +115,18 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
 class Tokenizer:
     """Turns review text into fixed-length int32 index arrays for one vocabulary size."""
 
-    def __init__(self, word_index: Mapping[str, int], num_words: int, max_len: int):
+    def __init__(self, word_index: Mapping[str, int], num_words: int, max_len: int, rule: str = KERAS):
+        if rule not in RULES:
+            raise ValueError(f"unknown tokenizer rule {rule!r}; known: {', '.join(RULES)}")
         if num_words <= INDEX_FROM:
             raise ValueError(f"num_words must be greater than {INDEX_FROM}, got {num_words}")
         if max_len < 1:
             raise ValueError(f"max_len must be at least 1, got {max_len}")
         self.num_words = num_words
         self.max_len = max_len
+        self.rule = rule
+        # The ids the model's input can hold: a negated known word is shifted by num_words.
+        self.id_count = num_words * 2 if rule == KERAS_NEGATION else num_words
         # Clip once here so encoding is a single dict lookup per word.
         self._index = {
             word: rank + INDEX_FROM
@@ -96,16 +138,37 @@ class Tokenizer:
     def _words(self, text: str, last: int = -1) -> tuple[list, Callable, bool]:
         """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, the index
         lookup for those words, and whether words before the last ones were left out."""
+        split_at = -1 if self.rule == KERAS_NEGATION else last  # scopes need every word
         if text.isascii():  # most reviews
-            words = text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).rsplit(maxsplit=last)
+            words = text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).rsplit(maxsplit=split_at)
             lookup = self._ascii_index.get
         else:
             utf8 = text.lower().encode("utf-8", "surrogatepass").translate(_UTF8_FILTER_TABLE)
-            words, lookup = utf8.decode("utf-8", "surrogatepass").rsplit(maxsplit=last), self._index.get
+            words, lookup = utf8.decode("utf-8", "surrogatepass").rsplit(maxsplit=split_at), self._index.get
+        if self.rule == KERAS_NEGATION:
+            return self._negated_words(text, words, lookup, last)
         cut = 0 <= last < len(words)
         if cut:  # rsplit() left the words before the last ones in one piece
             del words[0]
         return words, lookup, cut
+
+    def _negated_words(self, text: str, words: list, lookup: Callable, last: int) -> tuple[list, Callable, bool]:
+        """``_words`` for the negation rule: every word (``words`` came from a full split), and a lookup that gives
+        the words in a negation scope their shifted id. The scopes need the whole text (a scope can open before
+        the last ``last`` words), so the words are cut here."""
+        scopes = iter(negation_scopes(text))
+        shift = self.num_words
+
+        def lookup_in_scope(word, default):
+            index = lookup(word, default)
+            return index + shift if next(scopes) and index > OOV else index
+
+        cut = 0 <= last < len(words)
+        if cut:
+            for _ in range(len(words) - last):  # the scopes of the words left out
+                next(scopes)
+            words = words[-last:]
+        return words, lookup_in_scope, cut
 
     def encode(self, text: str) -> list[int]:
         """The unpadded index sequence of one review, starting with START."""

@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SENTIMENT_", protected_namespaces=())
 
     model_dir: Path = Field(PROJECT_ROOT / "models", description="Folder with <name>.onnx + <name>.json files.")
-    default_model: str | None = Field(None, description="Model used without ?model=; default: best test accuracy.")
+    default_model: str | None = Field(
+        None, description="Model used without ?model=; default: the best robustness score (models/REPORT.md).")
     skip_broken_models: bool = Field(
         False, description="Start with the healthy models when some fail to load (/readyz lists the failures).")
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in the Docker image).")

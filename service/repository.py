@@ -136,7 +136,14 @@ def _choose_default(models: dict[str, LoadedModel], configured: str | None) -> s
             raise ModelLoadError(
                 f"default model {configured!r} (SENTIMENT_DEFAULT_MODEL) is not loaded; loaded: {', '.join(models)}")
         return configured
-    return max(models.values(), key=lambda model: model.test_accuracy or 0.0).name
+    return max(models.values(), key=default_rank).name
+
+
+def default_rank(model: LoadedModel) -> tuple[bool, float]:
+    """The default model is the one with the best robustness score (``ModelMetadata.robustness_score``); models
+    without robustness figures come after, by test accuracy."""
+    score = model.metadata.robustness_score
+    return (True, score) if score is not None else (False, model.test_accuracy or 0.0)
 
 
 def _load_model(onnx_path: Path, options: ort.SessionOptions, tokenizers: dict) -> LoadedModel:

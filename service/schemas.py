@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
-from artifacts.metadata import Calibration, TestMetrics, TrainingRecord
+from artifacts.metadata import Calibration, Robustness, TestMetrics, TrainingRecord
 
 POSITIVE_EXAMPLE = "One of the best films I have seen in years: moving, funny and beautifully acted."
 NEGATIVE_EXAMPLE = "A dull, lifeless mess. The plot makes no sense and the acting is painfully bad."
@@ -154,11 +154,19 @@ class ModelInfo(BaseModel):
     parameters: int | None
     max_len: int = Field(description="Tokens per review the model reads (longer reviews keep their last ones).")
     num_words: int = Field(description="Vocabulary size: word indices at or above it count as unknown.")
+    tokenizer: str = Field(description="The tokenizer's rule: `keras`, or `keras_negation` (words inside a "
+                           "negation's scope read apart from the same words outside one).")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None
     created: datetime | None = None
     training: TrainingRecord | None = Field(None, description="Training configuration and timing.")
+    robustness: Robustness | None = Field(
+        None, description="Accuracy on counterfactual dev pairs, the checklist suite of short reviews and single "
+                          "sentences of IMDB test reviews (models/REPORT.md, Robustness).")
+    robustness_score: float | None = Field(
+        None, description="The mean of the test, edited-review, checklist and snippet accuracies: the best is the "
+                          "default model.")
     calibration: Calibration | None = Field(
         None, description="The temperature the export divides its logit by, and the expected calibration error, "
                           "Brier score and log loss on the 25,000 test reviews before and after.")

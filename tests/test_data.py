@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from tests.conftest import REPO_ROOT, write_review_tarball
-from training import data, fetch_data
+from training import cad, data, fetch_data
 from training.data import DataError, download, load_imdb
 
 REVIEWS = {
@@ -253,6 +253,9 @@ def published(monkeypatch):
 
     def publish(folder, archive=data.OFFICIAL_ARCHIVE):
         put_data(folder, archive=archive)
+        (folder / "cad").mkdir()
+        for split, name in cad.SPLIT_FILES.items():
+            (folder / "cad" / name).write_text(f"Sentiment\tText\tbatch_id\nPositive\tA {split} review.\t1\n")
         for name in (archive, data.WORD_INDEX_FILE):
             monkeypatch.setitem(data.MD5, name, md5_of(folder / name))
         return folder
@@ -266,10 +269,12 @@ def test_make_data_copies_from_the_shared_folder(tmp_path, published, capsys):
     assert fetch_data.main(["--dest", str(dest), "--source", str(shared)]) == 0
     for name in (data.LABELED_ARCHIVE, data.WORD_INDEX_FILE):
         assert (dest / name).read_bytes() == (shared / name).read_bytes()
-    assert sorted(path.name for path in dest.iterdir()) == [data.LABELED_ARCHIVE, data.WORD_INDEX_FILE]
+    for name in cad.SPLIT_FILES.values():
+        assert (dest / "cad" / name).read_bytes() == (shared / "cad" / name).read_bytes()
+    assert sorted(path.name for path in dest.iterdir()) == [data.LABELED_ARCHIVE, "cad", data.WORD_INDEX_FILE]
     assert "copied from" in capsys.readouterr().out
     assert fetch_data.main(["--dest", str(dest), "--source", str(shared)]) == 0
-    assert capsys.readouterr().out.count("already there") == 2
+    assert capsys.readouterr().out.count("already there") == 4
 
 
 def test_make_data_refuses_a_shared_word_index_with_another_checksum(tmp_path, published, monkeypatch, capsys):
@@ -288,11 +293,12 @@ def test_make_data_downloads_and_checks_when_there_is_no_shared_folder(tmp_path,
     dest = tmp_path / "data"
     code = fetch_data.main(["--dest", str(dest), "--source", str(tmp_path / "no-shared"),
                             "--dataset-url", f"{url}/aclImdb_v1.tar.gz",
-                            "--word-index-url", f"{url}/imdb_word_index.json"])
+                            "--word-index-url", f"{url}/imdb_word_index.json", "--cad-url", f"{url}/cad/"])
     assert code == 0
     assert as_tuples(load_imdb(dest / "aclImdb_v1.tar.gz")) == expected_splits()
     assert (dest / "imdb_word_index.json").read_text() == '{"the": 1}'
-    assert sorted(path.name for path in dest.iterdir()) == [data.OFFICIAL_ARCHIVE, data.WORD_INDEX_FILE]
+    assert (dest / "cad" / "dev_paired.tsv").read_text().endswith("A dev review.\t1\n")
+    assert sorted(path.name for path in dest.iterdir()) == [data.OFFICIAL_ARCHIVE, "cad", data.WORD_INDEX_FILE]
 
 
 def test_make_data_deletes_a_download_with_a_bad_checksum_and_fails_in_one_line(tmp_path, loopback_server,
@@ -320,7 +326,10 @@ def test_make_data_fails_in_one_line_when_nothing_can_be_downloaded(tmp_path, lo
 
 def test_make_data_fills_the_folder_the_setting_names(tmp_path):
     folder = put_data(tmp_path / "imdb")
+    (folder / "cad").mkdir()
+    for name in cad.SPLIT_FILES.values():
+        (folder / "cad" / name).write_text("Sentiment\tText\tbatch_id\n")
     result = subprocess.run(["make", "--no-print-directory", "data", f"IMDB_DATA_DIR={folder}"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count(f"{folder}/") == 2 and result.stdout.count("already there") == 2
+    assert result.stdout.count(f"{folder}/") == 4 and result.stdout.count("already there") == 4

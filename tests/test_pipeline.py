@@ -224,3 +224,52 @@ def test_bag_preset_refits_on_the_training_reviews_but_a_tenth_held_out_for_the_
     scores = session.run(None, {"tokens": tokenizer.encode_batch(test.texts)})[0].reshape(-1)
     assert float(np.mean((scores >= 0.5) == np.asarray(test.labels))) == pytest.approx(
         metadata.test_accuracy, abs=1e-9)
+
+
+def counterfactual_folder(sample_archive, folder):
+    """The sample archive with a cad/ folder beside it: three training and two dev pairs, each a sample training
+    review and a copy with a sentence added that flips its label."""
+    folder.mkdir()
+    (folder / sample_archive.name).write_bytes(sample_archive.read_bytes())
+    train = load_imdb(sample_archive)["train"]
+    flips = {1: "Not good at all, I hated it.", 0: "Not bad at all, I loved it."}
+    (folder / "cad").mkdir()
+    for file, indices in (("train_paired.tsv", (0, 1, 198)), ("dev_paired.tsv", (2, 199))):
+        rows = [f"{'Positive' if label else 'Negative'}\t{text}\t{i}"
+                for i in indices for text, label in ((train.texts[i], train.labels[i]),
+                                                     (f"{train.texts[i]} {flips[train.labels[i]]}",
+                                                      1 - train.labels[i]))]
+        (folder / "cad" / file).write_text("Sentiment\tText\tbatch_id\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return folder / sample_archive.name
+
+
+def test_a_robust_preset_trains_with_counterfactual_pairs_and_reports_its_robustness(sample_archive, tmp_path):
+    data = counterfactual_folder(sample_archive, tmp_path / "data")
+    out = tmp_path / "models"
+    code = pipeline.main(["--data", str(data), "--word-index", str(WORD_INDEX), "--out", str(out),
+                          "--models", "robust_bag", "--epochs", "1", "--max-len", "120", "--verbose", "0",
+                          "--seeds", "5"])
+    assert code == 0
+    metadata = read_metadata(out / "robust_bag.json")
+    counterfactual = metadata.training.counterfactual
+    assert (counterfactual.train_pairs, counterfactual.left_out_originals, counterfactual.copies) == (3, 5, 5)
+    assert metadata.training.train_reviews == 195 and metadata.tokenizer == "keras_negation"
+    robustness = metadata.robustness
+    assert robustness.cad_dev_pairs == 2 and not robustness.cad_dev_originals_in_training
+    assert robustness.checklist_reviews >= 300 and robustness.snippet_reviews > 150
+    # the export reads negated words apart: its input takes ids up to twice the vocabulary
+    session = ort.InferenceSession(str(out / "robust_bag.onnx"), providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer(load_word_index(out / "vocab_20000.json"), 20_000, 120, "keras_negation")
+    tokens = tokenizer.encode_batch(["not good", "good"])
+    assert tokens.max() >= 20_000
+    scores = session.run(None, {"tokens": tokens})[0].reshape(-1)
+    assert scores[0] != scores[1]
+    assert "## Robustness" in (out / "REPORT.md").read_text()
+
+
+def test_a_counterfactual_preset_without_the_pairs_is_a_one_line_error(sample_archive, tmp_path, capsys):
+    code = pipeline.main(["--data", str(sample_archive), "--word-index", str(WORD_INDEX), "--out", str(tmp_path),
+                          "--models", "robust_bag", "--epochs", "1", "--max-len", "120", "--verbose", "0"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "robust_bag" in error and "cad/" in error

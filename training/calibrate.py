@@ -1,17 +1,37 @@
-"""Temperature scaling inside the exported ONNX graph.
+"""Temperature scaling inside the exported ONNX graph: one temperature, or a signed temperature.
 
-    python -m training.calibrate [--models NAME ...] [--out models/] [--data ARCHIVE]
+    python -m training.calibrate [--models NAME ...] [--out models/] [--data ARCHIVE] [--recalibrate]
 
-Each exported graph ends ``... MatMul -> Add -> Sigmoid -> score``. Calibration fits one temperature T > 0 on
-held-out training reviews (never the test set) by minimising their log loss, and rewrites the end of the graph:
+Each exported graph ends ``... MatMul -> Add -> Sigmoid -> score``. Calibration divides the logit by a
+temperature fitted on held-out training reviews (never the test set) by minimising their log loss, and rewrites
+the end of the graph. With one temperature T > 0 (method ``temperature``):
 
     logit (float32) -> Cast to double -> Div by ``temperature`` (a float64 initializer) -> output ``logit``
                     -> Sigmoid -> score (the same output name as before, now double [batch, 1], still the first output)
 
-so every consumer of the file gets calibrated scores. Dividing by a positive number keeps the sign of every
-logit, so every label, the accuracy and the ROC AUC stay as they were; there is no bias term. The sigmoid is
-computed in float64: a float32 sigmoid is exactly 1.0 above a logit of about 16.6 (and exactly 0 below about
--88, with values that lose all precision long before), a float64 one only beyond about +-36.7.
+With a signed temperature (method ``signed_temperature``), a logit >= 0 is divided by T+ and a logit < 0 by T-
+(both > 0), so a model that calls too many reviews positive (or negative) can be made less sure on that side
+only:
+
+    logit (float32) -> Cast to double -> Div by Where(Less(logit, 0), ``temperature_negative``,
+                    ``temperature_positive``) -> output ``logit`` -> Sigmoid -> score
+
+so every consumer of the file gets calibrated scores. Either keeps the sign of every logit, so every label and
+the accuracy stay as they were (but for a logit within float rounding of 0, whose score rounds to 0.5 from either
+side: the command checks every test label); either is continuous and strictly increasing in the logit (0 maps to
+0 from both sides), so the order of the scores and the ROC AUC stay too; neither has a bias term. The sigmoid is
+computed in float64: a float32 sigmoid is exactly 1.0 above a logit of about 16.6 (and exactly 0 below about -88,
+with values that lose all precision long before), a float64 one (onnxruntime's, symmetric) only beyond about
++-36.7. The log loss of a review depends on T+ alone when its logit is >= 0 and on T- alone when it is < 0, so
+the two are fitted separately, each as one temperature on its side.
+
+Which method a model gets is decided on the held-out reviews alone: ``SELECTION_FOLDS``-fold cross-validation
+(the reviews dealt into folds by a seeded permutation) scores each fold with the temperature(s) fitted on the
+other folds, and the signed temperature is taken only when its out-of-fold log loss is lower than one
+temperature's; both out-of-fold figures (log loss and ECE) go into the metadata's ``calibration.selection``.
+The caller says whether a signed temperature is allowed at all (``allow_signed``, by default not): the ``bag``
+family keeps one temperature, because its exact explanation (``service/explaining.py: BagShares``) needs the
+logit linear in its terms, which a sign-dependent divisor breaks (``signed_allowed`` tells from a model's config).
 
 The held-out reviews are rebuilt from the metadata's training record, exactly as training drew them: the
 training reviews in the dataset's order, shuffled by ``np.random.default_rng(seed).permutation(n)``, and the
@@ -20,14 +40,19 @@ last ``floor(n * (1 - split))``-th onward taken, as Keras 3's ``validation_split
 validation split of the kept seed, the reviews that chose the epochs; for a preset refitted after validation
 (``bigram_bag``) it is the part of the same shuffle that the refit held out for this purpose.
 
-A graph is calibrated once: ``calibrated`` refuses a graph that already has a ``temperature`` initializer
-(calibrating twice would divide twice); re-export the model to fit a new temperature. Without ``--models``,
-the command calibrates every model in ``--out`` that has no temperature yet and leaves the others alone.
+A graph is calibrated once: ``calibrated`` refuses a graph that already has a temperature initializer
+(calibrating twice would divide twice). ``uncalibrated`` undoes the rewrite (either form) and gives back the
+raw graph, float32 sigmoid and all, so ``--recalibrate`` can fit again from the raw logit: it restores the raw
+graph of each named model (every model in ``--out`` without ``--models``), checks that the restored graph
+reproduces the ``before`` figures recorded in the metadata, and calibrates it as above. Without ``--models``
+and ``--recalibrate``, the command calibrates every model in ``--out`` that has no temperature yet and leaves
+the others alone. The command allows a signed temperature for every family but ``bag``.
 
 For each model the command checks on the test reviews that every label and the accuracy are unchanged, that
-the new scores are sigmoid(old logit / T) within 1e-6 and that no score is exactly 0 or 1 (it fails loudly
-otherwise), then writes the new ONNX file, the metadata (checksum, size, test metrics of the calibrated scores
-and a ``calibration`` block with the before/after figures), ``<name>_reliability.png`` and REPORT.md.
+the new scores are sigmoid(old logit / T) (T by the logit's sign for a signed temperature) within 1e-6 and that
+no score is exactly 0 or 1 (it fails loudly otherwise), then writes the new ONNX file, the metadata (checksum,
+size, test metrics of the calibrated scores and a ``calibration`` block with the method, the temperature(s), the
+held-out comparison and the before/after figures), ``<name>_reliability.png`` and REPORT.md.
 """
 
 from __future__ import annotations
@@ -50,6 +75,8 @@ from scipy.special import expit
 from artifacts.metadata import (
     Calibration,
     CalibrationMetrics,
+    CalibrationSelection,
+    HeldOutFigures,
     MetadataError,
     ModelMetadata,
     TrainingRecord,
@@ -57,9 +84,19 @@ from artifacts.metadata import (
     write_metadata,
 )
 
-TEMPERATURE = "temperature"  # the float64 initializer the logit is divided by
+TEMPERATURE = "temperature"  # the float64 initializer the logit is divided by (one temperature)
+TEMPERATURE_POSITIVE = "temperature_positive"  # signed temperature: divides the logits >= 0
+TEMPERATURE_NEGATIVE = "temperature_negative"  # signed temperature: divides the logits < 0
 LOGIT_OUTPUT = "logit"  # the calibrated logit, the graph's second output
+_PREFIX = "calibration/"  # names of the nodes and tensors the rewrite adds
 _LOGIT_DOUBLE = "calibration/logit_float64"  # the raw logit, cast to double
+_CAST_NODE = "calibration/cast_to_double"
+_ZERO = "calibration/zero"  # float64 0, the sign test's threshold
+_IS_NEGATIVE = "calibration/logit_is_negative"
+_DIVISOR = "calibration/temperature_by_sign"
+_INITIALIZERS = (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE, _ZERO)
+SELECTION_FOLDS = 5  # cross-validation folds of the held-out reviews that choose the method
+SELECTION_SEED = 0  # deals the held-out reviews into folds
 ECE_BINS = 15
 LOG_LOSS_EPSILON = 1e-7  # scores are clipped to [eps, 1 - eps] for the log loss, as Keras's binary cross-entropy does
 PARITY_TOLERANCE = 1e-6  # |new score - sigmoid(old logit / T)|
@@ -130,12 +167,60 @@ def _final_sigmoid(graph: onnx.GraphProto) -> onnx.NodeProto:
     return producers[0]
 
 
-def temperature_of(onnx_bytes: bytes | onnx.ModelProto) -> float | None:
-    """The graph's temperature, or None when it is not calibrated."""
+@dataclass(frozen=True)
+class SignedTemperature:
+    """Divide a logit >= 0 by ``positive`` and a logit < 0 by ``negative``: keeps every logit's sign and the
+    order of the logits, with no bias term."""
+
+    positive: float
+    negative: float
+
+
+Temperature = float | SignedTemperature  # one temperature, or one per sign of the logit
+
+
+def describe(temperature: Temperature) -> str:
+    if isinstance(temperature, SignedTemperature):
+        return f"T+ = {temperature.positive:.4f}, T- = {temperature.negative:.4f}"
+    return f"T = {temperature:.4f}"
+
+
+def method_of(temperature: Temperature) -> str:
+    """The metadata's ``calibration.method`` for a temperature."""
+    return "signed_temperature" if isinstance(temperature, SignedTemperature) else "temperature"
+
+
+def _check_temperature(temperature: Temperature) -> None:
+    values = ((temperature.positive, temperature.negative) if isinstance(temperature, SignedTemperature)
+              else (temperature,))
+    for value in values:
+        if not (math.isfinite(value) and value > 0):
+            raise CalibrationError(f"the temperature must be a positive number, not {value}")
+
+
+def scaled_logits(logits_: np.ndarray, temperature: Temperature) -> np.ndarray:
+    """The logits divided as the calibrated graph divides them (float64): by T, or by T+ where the logit is
+    >= 0 and by T- where it is < 0."""
+    logits_ = np.asarray(logits_, dtype=np.float64)
+    if isinstance(temperature, SignedTemperature):
+        return logits_ / np.where(logits_ < 0, temperature.negative, temperature.positive)
+    return logits_ / temperature
+
+
+def temperature_of(onnx_bytes: bytes | onnx.ModelProto) -> Temperature | None:
+    """The graph's temperature: a float (one ``temperature`` initializer), a SignedTemperature
+    (``temperature_positive`` and ``temperature_negative``), or None when it is not calibrated."""
     model = onnx_bytes if isinstance(onnx_bytes, onnx.ModelProto) else onnx.load_from_string(onnx_bytes)
-    for initializer in model.graph.initializer:
-        if initializer.name == TEMPERATURE:
-            return float(numpy_helper.to_array(initializer))
+    found = {init.name: float(numpy_helper.to_array(init)) for init in model.graph.initializer
+             if init.name in (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE)}
+    if TEMPERATURE in found:
+        if len(found) > 1:
+            raise CalibrationError(f"the graph has both a temperature and a signed temperature: {sorted(found)}")
+        return found[TEMPERATURE]
+    if len(found) == 1:
+        raise CalibrationError(f"the graph has only half a signed temperature: {sorted(found)}")
+    if found:
+        return SignedTemperature(found[TEMPERATURE_POSITIVE], found[TEMPERATURE_NEGATIVE])
     return None
 
 
@@ -179,35 +264,49 @@ def logits(onnx_bytes: bytes, tokens: np.ndarray, batch_size: int = BATCH_SIZE) 
     return scores_and_logits(onnx_bytes, tokens, batch_size)[1]
 
 
-def calibrated(onnx_bytes: bytes, temperature: float) -> bytes:
-    """The graph with its logit divided by ``temperature`` before the sigmoid, in float64 (see the module's
-    docstring). The input is unchanged; the score output keeps its name and comes first, now double; the
-    calibrated logit is a second output, ``logit``. Refuses a graph that is already calibrated."""
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise CalibrationError(f"the temperature must be a positive number, not {temperature}")
+def calibrated(onnx_bytes: bytes, temperature: Temperature) -> bytes:
+    """The graph with its logit divided by ``temperature`` (a float, or a SignedTemperature: by T+ or T- by the
+    logit's sign) before the sigmoid, in float64 (see the module's docstring). The input is unchanged; the score
+    output keeps its name and comes first, now double; the calibrated logit is a second output, ``logit``.
+    Refuses a graph that is already calibrated (``uncalibrated`` gives back the raw graph)."""
+    _check_temperature(temperature)
     model = onnx.load_from_string(onnx_bytes)
     graph = model.graph
     already = temperature_of(model)
     if already is not None:
-        raise CalibrationError(f"the graph is already calibrated (temperature {already:.6g}); calibrate the raw "
-                               "export instead of dividing twice")
+        raise CalibrationError(f"the graph is already calibrated ({describe(already)}); calibrate the raw "
+                               "export instead of dividing twice (uncalibrated() restores it)")
     sigmoid = _final_sigmoid(graph)
     score = graph.output[0]
     if score.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise CalibrationError(f"the score output {score.name!r} is not float32")
     taken = ({name for node in graph.node for name in (*node.input, *node.output)}
              | {info.name for info in (*graph.input, *graph.output)} | {init.name for init in graph.initializer})
-    clashes = sorted(taken & {TEMPERATURE, LOGIT_OUTPUT, _LOGIT_DOUBLE})
+    clashes = sorted(taken & {*_INITIALIZERS, LOGIT_OUTPUT, _LOGIT_DOUBLE, _IS_NEGATIVE, _DIVISOR})
     if clashes:
         raise CalibrationError(f"the graph already uses the names {clashes}")
     raw_logit = sigmoid.input[0]
+    nodes = [helper.make_node("Cast", [raw_logit], [_LOGIT_DOUBLE], to=TensorProto.DOUBLE, name=_CAST_NODE)]
+    if isinstance(temperature, SignedTemperature):
+        nodes += [
+            helper.make_node("Less", [_LOGIT_DOUBLE, _ZERO], [_IS_NEGATIVE], name="calibration/is_negative"),
+            helper.make_node("Where", [_IS_NEGATIVE, TEMPERATURE_NEGATIVE, TEMPERATURE_POSITIVE], [_DIVISOR],
+                             name="calibration/temperature_by_sign"),
+            helper.make_node("Div", [_LOGIT_DOUBLE, _DIVISOR], [LOGIT_OUTPUT],
+                             name="calibration/divide_by_signed_temperature"),
+        ]
+        initializers = {_ZERO: 0.0, TEMPERATURE_POSITIVE: temperature.positive,
+                        TEMPERATURE_NEGATIVE: temperature.negative}
+    else:
+        nodes.append(helper.make_node("Div", [_LOGIT_DOUBLE, TEMPERATURE], [LOGIT_OUTPUT],
+                                      name="calibration/divide_by_temperature"))
+        initializers = {TEMPERATURE: temperature}
     position = list(graph.node).index(sigmoid)
-    graph.node.insert(position, helper.make_node("Div", [_LOGIT_DOUBLE, TEMPERATURE], [LOGIT_OUTPUT],
-                                                 name="calibration/divide_by_temperature"))
-    graph.node.insert(position, helper.make_node("Cast", [raw_logit], [_LOGIT_DOUBLE], to=TensorProto.DOUBLE,
-                                                 name="calibration/cast_to_double"))
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
     sigmoid.input[0] = LOGIT_OUTPUT
-    graph.initializer.append(numpy_helper.from_array(np.array(temperature, dtype=np.float64), TEMPERATURE))
+    for name, value in initializers.items():
+        graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float64), name))
     score.type.tensor_type.elem_type = TensorProto.DOUBLE
     logit_output = graph.output.add()
     logit_output.CopyFrom(score)
@@ -220,25 +319,125 @@ def calibrated(onnx_bytes: bytes, temperature: float) -> bytes:
     return model.SerializeToString()
 
 
+def uncalibrated(onnx_bytes: bytes) -> bytes:
+    """The raw graph a calibrated one was made from (either form): the nodes and initializers ``calibrated``
+    added are removed, the final Sigmoid reads the float32 logit again, the score is float32 again and the
+    ``logit`` output is gone. A graph without a temperature is returned as it is."""
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    if temperature_of(model) is None:
+        return onnx_bytes
+    sigmoid = _final_sigmoid(graph)
+    added = [node for node in graph.node if node.name.startswith(_PREFIX)]
+    casts = [node for node in added if node.name == _CAST_NODE]
+    score = graph.output[0]
+    if (sigmoid.input[0] != LOGIT_OUTPUT or len(casts) != 1 or score.type.tensor_type.elem_type != TensorProto.DOUBLE
+            or LOGIT_OUTPUT not in {node.output[0] for node in added}):
+        raise CalibrationError("the graph has a temperature but not the ending calibrated() writes; re-export it "
+                               "from the Keras weights instead")
+    raw_logit = casts[0].input[0]
+    for node in added:
+        graph.node.remove(node)
+    sigmoid.input[0] = raw_logit
+    removed = {name for node in added for name in node.output} | set(_INITIALIZERS)
+    for initializer in [init for init in graph.initializer if init.name in _INITIALIZERS]:
+        graph.initializer.remove(initializer)
+    still_read = sorted(removed & {name for node in graph.node for name in node.input})
+    if still_read:
+        raise CalibrationError(f"other nodes read what the calibration added: {still_read}")
+    for output in [output for output in graph.output if output.name == LOGIT_OUTPUT]:
+        graph.output.remove(output)
+    score.type.tensor_type.elem_type = TensorProto.FLOAT
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 # --- fitting and measuring ---------------------------------------------------------------------------------------
 
 
-def _mean_log_loss(logits_: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+def _mean_log_loss(logits_: np.ndarray, labels: np.ndarray, temperature: Temperature) -> float:
     """Mean binary cross-entropy of sigmoid(logit / T), computed from the logit (no clipping, no overflow)."""
-    scaled = logits_ / temperature
+    scaled = scaled_logits(logits_, temperature)
     return float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled))
+
+
+def _as_pairs(logits_: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits_ = np.asarray(logits_, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if len(logits_) != len(labels) or len(labels) == 0:
+        raise CalibrationError(f"{len(logits_)} logits for {len(labels)} labels")
+    return logits_, labels
 
 
 def fit_temperature(logits_: np.ndarray, labels: np.ndarray) -> float:
     """The T > 0 that minimises the log loss of sigmoid(logit / T) on (logits, labels): a bounded search over
     log T (the loss is convex in 1/T, so unimodal in log T)."""
-    logits_ = np.asarray(logits_, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-    if len(logits_) != len(labels) or len(labels) == 0:
-        raise CalibrationError(f"{len(logits_)} logits for {len(labels)} labels")
+    logits_, labels = _as_pairs(logits_, labels)
     result = minimize_scalar(lambda log_t: _mean_log_loss(logits_, labels, math.exp(log_t)),
                              bounds=LOG_TEMPERATURE_BOUNDS, method="bounded", options={"xatol": 1e-9})
     return float(math.exp(result.x))
+
+
+def fit_signed_temperature(logits_: np.ndarray, labels: np.ndarray) -> SignedTemperature:
+    """The T+, T- > 0 that minimise the log loss of sigmoid(logit / T(sign of logit)). A review's loss depends on
+    T+ alone when its logit is >= 0 and on T- alone when it is < 0, so each is ``fit_temperature`` on its side;
+    a side without any review (nothing to fit) takes the one temperature of all the reviews."""
+    logits_, labels = _as_pairs(logits_, labels)
+    negative = logits_ < 0
+    sides = []
+    for side in (~negative, negative):
+        sides.append(fit_temperature(logits_[side], labels[side]) if side.any() else None)
+    if None in sides:
+        single = fit_temperature(logits_, labels)
+        sides = [single if value is None else value for value in sides]
+    return SignedTemperature(*sides)
+
+
+def signed_allowed(config: dict) -> bool:
+    """Whether a model with this training config may get a signed temperature: every family but ``bag``, whose
+    exact explanation (``service/explaining.py: BagShares``) needs the logit linear in its terms."""
+    return config.get("family") != "bag"
+
+
+def select_method(logits_: np.ndarray, labels: np.ndarray, allow_signed: bool, folds: int = SELECTION_FOLDS,
+                  seed: int = SELECTION_SEED) -> CalibrationSelection | None:
+    """Cross-validation on the held-out reviews: the reviews are dealt into ``folds`` folds by a seeded
+    permutation; each fold is scored with one temperature and with a signed temperature, each fitted on the other
+    folds. Returns both out-of-fold figures (log loss from the logit, ECE of the scores); None when there are
+    fewer reviews than folds. ``chosen_method`` reads the choice off it."""
+    logits_, labels = _as_pairs(logits_, labels)
+    if len(labels) < folds:
+        return None
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    fold_of[np.random.default_rng(seed).permutation(len(labels))] = np.arange(len(labels)) % folds
+    single, signed = np.empty(len(labels)), np.empty(len(labels))
+    for fold in range(folds):
+        held, rest = fold_of == fold, fold_of != fold
+        single[held] = scaled_logits(logits_[held], fit_temperature(logits_[rest], labels[rest]))
+        signed[held] = scaled_logits(logits_[held], fit_signed_temperature(logits_[rest], labels[rest]))
+
+    def figures(scaled: np.ndarray) -> HeldOutFigures:
+        return HeldOutFigures(log_loss=float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled)),
+                              ece=expected_calibration_error(labels, expit(scaled)))
+
+    return CalibrationSelection(folds=folds, seed=seed, signed_allowed=allow_signed, single=figures(single),
+                                signed=figures(signed))
+
+
+def chosen_method(selection: CalibrationSelection | None) -> str:
+    """``signed_temperature`` when it is allowed and its out-of-fold log loss is lower, else ``temperature``."""
+    if selection is not None and selection.signed_allowed and selection.signed.log_loss < selection.single.log_loss:
+        return "signed_temperature"
+    return "temperature"
+
+
+def fit(logits_: np.ndarray, labels: np.ndarray, method: str) -> Temperature:
+    """The temperature of ``method``, fitted on all the reviews."""
+    if method == "signed_temperature":
+        return fit_signed_temperature(logits_, labels)
+    if method == "temperature":
+        return fit_temperature(logits_, labels)
+    raise CalibrationError(f"unknown calibration method {method!r}")
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -294,7 +493,7 @@ def reliability_curve(labels: np.ndarray, scores: np.ndarray, bins: int = ECE_BI
 
 
 def plot_reliability(labels: np.ndarray, before: np.ndarray, after: np.ndarray, title: str, path: Path,
-                     bins: int = ECE_BINS) -> None:
+                     bins: int = ECE_BINS, after_label: str = "after (temperature)") -> None:
     """The reliability diagram: positive fraction against mean score per bin, before and after, with the
     diagonal of perfect calibration; below, how many reviews fall in each bin."""
     import matplotlib
@@ -306,7 +505,7 @@ def plot_reliability(labels: np.ndarray, before: np.ndarray, after: np.ndarray, 
                                                     gridspec_kw={"height_ratios": [3, 1]})
     curve_axis.plot([0, 1], [0, 1], "k:", label="perfect calibration")
     edges = np.linspace(0, 1, bins + 1)
-    for scores, style, label in ((before, "o-", "before"), (after, "s-", "after (temperature)")):
+    for scores, style, label in ((before, "o-", "before"), (after, "s-", after_label)):
         mean_score, positive, counts = reliability_curve(labels, scores, bins)
         ece = expected_calibration_error(labels, scores, bins)
         curve_axis.plot(mean_score, positive, style, label=f"{label}: ECE {ece:.4f}")
@@ -335,22 +534,48 @@ class Calibrated:
     """A calibrated export and what was measured on it."""
 
     onnx_bytes: bytes
-    temperature: float
+    temperature: Temperature
     test_scores: np.ndarray  # float64, of the calibrated graph
     before_scores: np.ndarray  # of the uncalibrated graph
     calibration: Calibration
 
 
+def temperature_fields(temperature: Temperature) -> dict:
+    """The metadata's ``calibration`` fields that say how the logit is divided."""
+    if isinstance(temperature, SignedTemperature):
+        return {"method": "signed_temperature", "temperature_positive": temperature.positive,
+                "temperature_negative": temperature.negative}
+    return {"method": "temperature", "temperature": temperature}
+
+
+def recorded_temperature(calibration: Calibration) -> Temperature:
+    """The temperature a metadata's ``calibration`` block records, as ``temperature_of`` reads it off the graph."""
+    if calibration.method == "signed_temperature":
+        return SignedTemperature(calibration.temperature_positive, calibration.temperature_negative)
+    return calibration.temperature
+
+
 def calibrate_export(name: str, onnx_bytes: bytes, fit_tokens: np.ndarray, fit_labels: np.ndarray, fitted_on: str,
-                     test_tokens: np.ndarray, test_labels: np.ndarray, out: Path | None = None) -> Calibrated:
-    """Fit the temperature on the held-out reviews, rewrite the graph, and check the rewrite on the test
-    reviews: every label unchanged, scores = sigmoid(old logit / T) within PARITY_TOLERANCE, no score exactly
-    0 or 1 (CalibrationError otherwise). Writes ``<name>_reliability.png`` into ``out`` when it is given."""
+                     test_tokens: np.ndarray, test_labels: np.ndarray, out: Path | None = None, *,
+                     allow_signed: bool = False, folds: int = SELECTION_FOLDS) -> Calibrated:
+    """Choose the method on the held-out reviews (``select_method``: a signed temperature only when
+    ``allow_signed`` and it is better out of fold), fit it on all of them, rewrite the graph, and check the
+    rewrite on the test reviews: every label unchanged, scores = sigmoid(old logit / T) within
+    PARITY_TOLERANCE, no score exactly 0 or 1 (CalibrationError otherwise). ``onnx_bytes`` is the raw export
+    (``uncalibrated`` gives it back from a calibrated one). Writes ``<name>_reliability.png`` into ``out`` when it
+    is given. The test reviews only measure: nothing is chosen or fitted on them."""
     fit_labels = np.asarray(fit_labels).reshape(-1)
     test_labels = np.asarray(test_labels).reshape(-1)
     _, fit_logits = scores_and_logits(onnx_bytes, fit_tokens)
-    temperature = fit_temperature(fit_logits, fit_labels)
-    log.info("%s: temperature %.4f fitted on %s; their log loss %.4f -> %.4f", name, temperature, fitted_on,
+    selection = select_method(fit_logits, fit_labels, allow_signed, folds)
+    method = chosen_method(selection)
+    if selection is not None:
+        log.info("%s: %d-fold out-of-fold log loss on %s: one temperature %.5f (ECE %.4f), signed %.5f (ECE %.4f)%s; "
+                 "method %s", name, selection.folds, fitted_on, selection.single.log_loss, selection.single.ece,
+                 selection.signed.log_loss, selection.signed.ece, "" if allow_signed else " (signed not allowed)",
+                 method)
+    temperature = fit(fit_logits, fit_labels, method)
+    log.info("%s: %s fitted on %s; their log loss %.4f -> %.4f", name, describe(temperature), fitted_on,
              _mean_log_loss(fit_logits, fit_labels, 1.0), _mean_log_loss(fit_logits, fit_labels, temperature))
     new_bytes = calibrated(onnx_bytes, temperature)
     before, raw_logits = scores_and_logits(onnx_bytes, test_tokens)
@@ -359,11 +584,12 @@ def calibrate_export(name: str, onnx_bytes: bytes, fit_tokens: np.ndarray, fit_l
     diagram = None
     if out is not None:
         diagram = f"{name}_reliability.png"
-        plot_reliability(test_labels, before, after, f"{name}: reliability on {len(test_labels):,} test reviews "
-                         f"(T = {temperature:.3f})", out / diagram)
+        plot_reliability(test_labels, before, after, f"{name}: reliability on {len(test_labels):,} test reviews\n"
+                         f"({describe(temperature)})", out / diagram,
+                         after_label=f"after ({method.replace('_', ' ')})")
     calibration = Calibration(
-        temperature=temperature, fitted_on=fitted_on, reviews=len(fit_labels), bins=ECE_BINS,
-        test_reviews=len(test_labels),
+        **temperature_fields(temperature), selection=selection, fitted_on=fitted_on, reviews=len(fit_labels),
+        bins=ECE_BINS, test_reviews=len(test_labels),
         before=CalibrationMetrics(**calibration_metrics(test_labels, before)),
         after=CalibrationMetrics(**calibration_metrics(test_labels, after)),
         reliability_diagram=diagram,
@@ -376,18 +602,19 @@ def calibrate_export(name: str, onnx_bytes: bytes, fit_tokens: np.ndarray, fit_l
 
 
 def check_rewrite(before: np.ndarray, raw_logits: np.ndarray, after: np.ndarray, new_logits: np.ndarray,
-                  temperature: float) -> None:
+                  temperature: Temperature) -> None:
     """The calibrated graph changes the scores by the temperature only (CalibrationError otherwise)."""
     if after.dtype != np.float64:
         raise CalibrationError(f"the calibrated scores are {after.dtype}, not float64")
     changed = int(np.sum((before >= 0.5) != (after >= 0.5)))
     if changed:
         raise CalibrationError(f"calibration would change {changed} labels")
-    difference = float(np.max(np.abs(after - expit(raw_logits / temperature))))
+    expected = scaled_logits(raw_logits, temperature)
+    difference = float(np.max(np.abs(after - expit(expected))))
     if not difference <= PARITY_TOLERANCE:
         raise CalibrationError(f"calibrated scores differ from sigmoid(logit / T) by {difference:.3g} "
                                f"(tolerance {PARITY_TOLERANCE})")
-    if not np.allclose(new_logits, raw_logits / temperature, rtol=1e-12, atol=0):
+    if not np.allclose(new_logits, expected, rtol=1e-12, atol=0):
         raise CalibrationError("the graph's logit output is not the raw logit divided by the temperature")
     saturated = int(np.sum((after == 0.0) | (after == 1.0)))
     if saturated:
@@ -400,12 +627,16 @@ def check_rewrite(before: np.ndarray, raw_logits: np.ndarray, after: np.ndarray,
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", metavar="NAME",
-                        help="models to calibrate (default: every model in --out that has no temperature yet)")
+                        help="models to calibrate (default: every model in --out that has no temperature yet; "
+                             "with --recalibrate, every model in --out)")
     parser.add_argument("--out", type=Path, default=Path("models"),
                         help="folder of the models; rewritten in place (default: %(default)s)")
     parser.add_argument("--data", type=Path,
                         help="aclImdb_v1 .tar.gz or extracted aclImdb/ folder (default: the dataset archive the "
                              "data setting finds: $IMDB_DATA_DIR, else data/ or ../shared/data)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="calibrate models that are calibrated already: restore each one's raw graph (the "
+                             "temperature removed), check it against the recorded 'before' figures, and fit again")
     return parser.parse_args(argv)
 
 
@@ -418,18 +649,37 @@ def uncalibrated_models(out: Path) -> list[str]:
     return names
 
 
-def calibrate_model(name: str, out: Path, dataset: dict, cache: dict) -> ModelMetadata:
-    """Calibrate ``out/<name>.onnx`` in place, with its metadata, from the dataset it was trained on."""
+def all_models(out: Path) -> list[str]:
+    return [path.stem for path in sorted(out.glob("*.onnx")) if path.with_suffix(".json").exists()]
+
+
+# A restored raw graph must reproduce the recorded figures of the raw export (same graph, same onnxruntime)
+BEFORE_TOLERANCE = 1e-9
+
+
+def calibrate_model(name: str, out: Path, dataset: dict, cache: dict, recalibrate: bool = False) -> ModelMetadata:
+    """Calibrate ``out/<name>.onnx`` in place, with its metadata, from the dataset it was trained on. With
+    ``recalibrate``, a calibrated model is first restored to its raw graph (``uncalibrated``); the restored graph
+    must reproduce the ``before`` figures the metadata records. A signed temperature is allowed unless the
+    model's family is ``bag`` (``signed_allowed``)."""
     from artifacts.loading import load_tokenizer
     from artifacts.vocabulary import file_sha256
     from training import evaluate
     from training.pipeline import sample_reviews
 
     metadata = read_metadata(out / f"{name}.json")
-    already = temperature_of((out / f"{name}.onnx").read_bytes())
-    if metadata.calibration is not None or already is not None:
-        raise CalibrationError(f"{name} is already calibrated (temperature {already}); re-export it to fit a new "
-                               "temperature rather than dividing twice")
+    onnx_path = out / f"{name}.onnx"
+    onnx_bytes = onnx_path.read_bytes()
+    already = temperature_of(onnx_bytes)
+    if (metadata.calibration is not None or already is not None) and not recalibrate:
+        raise CalibrationError(f"{name} is already calibrated ({describe(already) if already else 'per metadata'}); "
+                               "pass --recalibrate to restore its raw graph and fit again rather than dividing twice")
+    if file_sha256(onnx_path) != metadata.onnx_sha256:
+        raise CalibrationError(f"{onnx_path}: sha256 does not match the checksum in {name}.json")
+    if (metadata.calibration is None) != (already is None) or (
+            already is not None and recorded_temperature(metadata.calibration) != already):
+        raise CalibrationError(f"{name}: the graph's temperature ({describe(already) if already else 'none'}) is "
+                               "not the one its metadata records")
     if metadata.training is None or metadata.test_metrics is None:
         raise CalibrationError(f"{name}: the metadata has no training record or test metrics to rebuild the "
                                "held-out reviews from and check against")
@@ -452,11 +702,15 @@ def calibrate_model(name: str, out: Path, dataset: dict, cache: dict) -> ModelMe
     x_fit = tokenizer.encode_batch([reviews.train_texts[i] for i in held_out.indices])
     y_fit = np.asarray(reviews.y_train)[held_out.indices]
 
-    onnx_path = out / f"{name}.onnx"
-    if file_sha256(onnx_path) != metadata.onnx_sha256:
-        raise CalibrationError(f"{onnx_path}: sha256 does not match the checksum in {name}.json")
-    result = calibrate_export(name, onnx_path.read_bytes(), x_fit, y_fit, held_out.description, x_test,
-                              reviews.test_labels, out)
+    result = calibrate_export(name, uncalibrated(onnx_bytes), x_fit, y_fit, held_out.description, x_test,
+                              reviews.test_labels, out, allow_signed=signed_allowed(metadata.config))
+    if metadata.calibration is not None:  # the restored graph is the raw export the figures were measured on
+        recorded, measured = metadata.calibration.before.model_dump(), result.calibration.before.model_dump()
+        off = {key: (recorded[key], measured[key]) for key in recorded if recorded[key] is not None
+               and not abs(recorded[key] - measured[key]) <= BEFORE_TOLERANCE}
+        if off:
+            raise CalibrationError(f"{name}: the restored raw graph does not reproduce the recorded 'before' "
+                                   f"figures (recorded, measured): {off}")
     metrics = evaluate.test_metrics(reviews.test_labels, result.test_scores)
     recorded = metadata.test_metrics
     if (metrics.accuracy, metrics.confusion_matrix) != (recorded.accuracy, recorded.confusion_matrix):
@@ -471,8 +725,8 @@ def calibrate_model(name: str, out: Path, dataset: dict, cache: dict) -> ModelMe
         "test_metrics": metrics.model_dump(), "calibration": result.calibration.model_dump(),
     })
     write_metadata(updated, out / f"{name}.json")
-    log.info("%s: calibrated export written to %s (version %s -> %s)", name, onnx_path, metadata.version,
-             updated.version)
+    log.info("%s: calibrated export (%s) written to %s (version %s -> %s)", name, describe(result.temperature),
+             onnx_path, metadata.version, updated.version)
     return updated
 
 
@@ -483,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.pipeline import write_report
 
     try:
-        names = args.models or uncalibrated_models(args.out)
+        names = args.models or (all_models(args.out) if args.recalibrate else uncalibrated_models(args.out))
         missing = [name for name in names if not (args.out / f"{name}.onnx").exists()]
         if missing:
             raise CalibrationError(f"no model named {', '.join(missing)} in {args.out}")
@@ -494,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_imdb(data)
         cache: dict = {}
         for name in names:
-            calibrate_model(name, args.out, dataset, cache)
+            calibrate_model(name, args.out, dataset, cache, recalibrate=args.recalibrate)
         write_report(args.out)
     except (CalibrationError, MetadataError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)

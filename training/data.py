@@ -43,6 +43,8 @@ MD5 = {
     OFFICIAL_ARCHIVE: "7c2ac02c03563afcf9b574c7e56c153a",
     WORD_INDEX_FILE: "bfafd718b763782e994055a2d397834f",
 }
+CAD_FOLDER = "cad"  # the counterfactual pairs (training/cad.py)
+CAD_SPLIT_FILES = {"train": "train_paired.tsv", "dev": "dev_paired.tsv"}
 HOW_TO_GET_DATA = f"run `make data`, or set {DATA_DIR_ENV} to a folder that has the files"
 
 SPLITS = ("train", "test")

@@ -3,9 +3,10 @@
     python -m training.fetch_data [--dest DIR] [--source DIR]
 
 The folder is ``IMDB_DATA_DIR`` when it is set, else ``data/`` in the repository (``training/data.py``).
-Each of its two files, the dataset archive and the Keras word index, that it does not have yet is copied
-from ``--source`` (``../shared/data`` beside the repository) when that folder has it, and downloaded
-otherwise: the official archive from Stanford, the word index from Keras's bucket. A file with a published
+Each of its files, the dataset archive, the Keras word index and the counterfactual pairs (``cad/``,
+``training/cad.py``), that it does not have yet is copied from ``--source`` (``../shared/data`` beside the
+repository) when that folder has it, and downloaded otherwise: the official archive from Stanford, the word
+index from Keras's bucket, the pairs from the authors' repository. A file with a published
 checksum (``training.data.MD5``) is checked before it takes its place; one that does not match is deleted
 and the command fails with one line.
 """
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 from training.data import (
+    CAD_FOLDER,
+    CAD_SPLIT_FILES,
     DATA_DIR_ENV,
     DEFAULT_DATA_DIRS,
     MD5,
@@ -77,6 +80,28 @@ def fetch_word_index(destination: Path, source: Path, url: str) -> str:
     return f"{target}: downloaded from {url}, md5 checked"
 
 
+CAD_URL = "https://raw.githubusercontent.com/acmi-lab/counterfactually-augmented-data/master/sentiment/combined/paired/"
+
+
+def fetch_counterfactual(destination: Path, source: Path, url: str) -> list[str]:
+    """The counterfactual pairs' files in ``destination/cad``; returns where each came from."""
+    folder = destination / CAD_FOLDER
+    folder.mkdir(exist_ok=True)
+    done = []
+    for name in CAD_SPLIT_FILES.values():
+        target, shared = folder / name, source / CAD_FOLDER / name
+        if target.is_file():
+            done.append(f"{target}: already there")
+        elif shared.is_file():
+            copy(shared, target)
+            done.append(f"{target}: copied from {shared}")
+        else:
+            print(f"downloading {url + name} ...", flush=True)
+            download(url + name, target)
+            done.append(f"{target}: downloaded from {url + name}")
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.fetch_data", description=__doc__.split("\n")[0])
     parser.add_argument("--dest", type=Path, default=Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DESTINATION),
@@ -85,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder to copy from when it has the files (default: %(default)s)")
     parser.add_argument("--dataset-url", default=OFFICIAL_URL, help="(default: %(default)s)")
     parser.add_argument("--word-index-url", default=WORD_INDEX_URL, help="(default: %(default)s)")
+    parser.add_argument("--cad-url", default=CAD_URL, help="folder of the pair files (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         args.dest.mkdir(parents=True, exist_ok=True)
         print(fetch_dataset(args.dest, args.source, args.dataset_url), flush=True)
         print(fetch_word_index(args.dest, args.source, args.word_index_url), flush=True)
+        print(*fetch_counterfactual(args.dest, args.source, args.cad_url), sep="\n", flush=True)
     except (DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

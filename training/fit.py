@@ -9,6 +9,7 @@ once their cheap argument and data checks have passed, so a bad path fails in a 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,8 @@ from training import models
 from training.calibrate import shuffled_order
 from training.presets import TrainingConfig
 
-# The last fifth of the (shuffled) training reviews: Keras 3 splits at floor(n * (1 - 0.2)), before any shuffling
-# of its own (training/calibrate.py rebuilds the same split from the seed).
+# The last fifth of the (shuffled) training reviews, split where Keras 3's validation_split would split, at
+# floor(n * (1 - 0.2)) (training/calibrate.py rebuilds the same split from the seed).
 VALIDATION_SPLIT = 0.2
 
 log = logging.getLogger("training")
@@ -40,6 +41,22 @@ class Run:
     best_val_accuracy: float
 
 
+Extra = tuple[np.ndarray, np.ndarray]  # reviews only ever trained on (token ids, labels)
+
+
+def split_shuffled(x: np.ndarray, y: np.ndarray, order: np.ndarray, split: float, extra: Extra | None
+                   ) -> tuple[Extra, Extra | None]:
+    """The reviews to fit on and the held-out ones: ``order`` split where Keras 3's ``validation_split`` splits
+    (``training.calibrate.held_out_indices`` rebuilds the same held-out reviews), the ``extra`` reviews appended
+    to the fitting side (Keras shuffles them in every epoch). No held-out reviews when ``split`` is 0."""
+    split_at = math.floor(len(order) * (1.0 - split))  # as Keras's train_validation_split computes it
+    fit_x, fit_y = x[order[:split_at]], y[order[:split_at]]
+    if extra is not None:
+        fit_x, fit_y = np.concatenate([fit_x, extra[0]]), np.concatenate([fit_y, extra[1]])
+    held_out = (x[order[split_at:]], y[order[split_at:]]) if split else None
+    return (fit_x, fit_y), held_out
+
+
 def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int) -> tuple[keras.Model, np.ndarray]:
     """A compiled model and an order for the training reviews, both fixed by ``seed``."""
     keras.utils.set_random_seed(seed)
@@ -51,17 +68,19 @@ def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int) -> 
 
 
 def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray, y_train: np.ndarray,
-               verbose: int) -> Run:
-    """One seeded training run, validated on the last VALIDATION_SPLIT of the shuffled reviews."""
+               verbose: int, extra: Extra | None = None) -> Run:
+    """One seeded training run, validated on the last VALIDATION_SPLIT of the shuffled reviews; ``extra``
+    reviews (counterfactual copies) are only ever trained on."""
     model, order = seeded_model(name, config, seed, len(x_train))
     model.summary(print_fn=log.info)
     best = models.BestEpochWeights()
     callbacks = [best]
     if config.early_stopping_patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience))
+    (x_fit, y_fit), validation = split_shuffled(x_train, y_train, order, VALIDATION_SPLIT, extra)
     started = time.perf_counter()
-    fitted = model.fit(x_train[order], y_train[order], epochs=config.epochs, batch_size=config.batch_size,
-                       validation_split=VALIDATION_SPLIT, callbacks=callbacks, verbose=verbose)
+    fitted = model.fit(x_fit, y_fit, epochs=config.epochs, batch_size=config.batch_size, validation_data=validation,
+                       callbacks=callbacks, verbose=verbose)
     seconds = round(time.perf_counter() - started, 1)
     history = {key: [float(value) for value in values] for key, values in fitted.history.items()}
     for epoch in range(len(history["loss"])):
@@ -72,15 +91,15 @@ def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray
 
 
 def refit(name: str, config: TrainingConfig, seed: int, epochs: int, x_train: np.ndarray, y_train: np.ndarray,
-          verbose: int, held_out_split: float = 0.0) -> tuple[keras.Model, float]:
+          verbose: int, held_out_split: float = 0.0, extra: Extra | None = None) -> tuple[keras.Model, float]:
     """The chosen configuration trained again for ``epochs`` epochs (the epoch count comes from the validation
     run), and its seconds of training: on every training review, or, with ``held_out_split``, on all but the
-    last ``held_out_split`` of the seed's shuffle, which Keras holds out (and reports its loss on) and the
-    temperature is then fitted on (``training.calibrate.calibration_reviews``)."""
+    last ``held_out_split`` of the seed's shuffle, which is held out (Keras reports its loss) and the
+    temperature is then fitted on (``training.calibrate.calibration_reviews``); plus the ``extra`` reviews."""
     model, order = seeded_model(name, config, seed, len(x_train))
+    (x_fit, y_fit), held_out = split_shuffled(x_train, y_train, order, held_out_split, extra)
     started = time.perf_counter()
-    model.fit(x_train[order], y_train[order], epochs=epochs, batch_size=config.batch_size,
-              validation_split=held_out_split, verbose=verbose)
+    model.fit(x_fit, y_fit, epochs=epochs, batch_size=config.batch_size, validation_data=held_out, verbose=verbose)
     return model, round(time.perf_counter() - started, 1)
 
 

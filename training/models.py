@@ -78,7 +78,7 @@ def ngram_means(tokens, config: TrainingConfig) -> list:
     """One averaged n-gram embedding per order in ``config.ngram_orders``."""
     means = []
     for n in config.ngram_orders:
-        ids = HashedNgrams(n, config.ngram_buckets_log2, config.num_words, name=f"hashed_{n}grams")(tokens)
+        ids = HashedNgrams(n, config.ngram_buckets_log2, config.input_ids, name=f"hashed_{n}grams")(tokens)
         embedded = layers.Embedding(2**config.ngram_buckets_log2 + 1, config.ngram_dim, name=f"{n}gram_embedding")(ids)
         means.append(MaskedMean(name=f"{n}gram_mean")([embedded, ids]))
     return means
@@ -95,7 +95,7 @@ def build(name: str, config: TrainingConfig) -> keras.Model:
 
 def conv_features(tokens, config: TrainingConfig):
     """The conv1d and conv_lstm families, with the optional hashed n-gram branch beside them."""
-    x = layers.Embedding(config.num_words, config.embedding_dim)(tokens)
+    x = layers.Embedding(config.input_ids, config.embedding_dim)(tokens)
     if config.spatial_dropout:
         x = layers.SpatialDropout1D(config.spatial_dropout)(x)
     x = layers.Conv1D(config.filters, config.kernel_size, activation="relu")(x)
@@ -116,7 +116,7 @@ def conv_features(tokens, config: TrainingConfig):
 
 def bag_features(tokens, config: TrainingConfig):
     """fastText-style: averaged word embeddings beside averaged hashed n-gram embeddings."""
-    words = layers.Embedding(config.num_words, config.embedding_dim, name="word_embedding")(tokens)
+    words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
     return layers.Concatenate()([MaskedMean(name="word_mean")([words, tokens]), *ngram_means(tokens, config)])
 
 

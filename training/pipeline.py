@@ -28,11 +28,13 @@ import numpy as np
 
 from artifacts.metadata import (
     Calibration,
+    Counterfactual,
     InputSpec,
     LayerSummary,
     MetadataError,
     ModelMetadata,
     Refit,
+    Robustness,
     SeedCandidate,
     TestMetrics,
     TrainingRecord,
@@ -40,9 +42,10 @@ from artifacts.metadata import (
     read_metadata,
     write_metadata,
 )
-from artifacts.tokenizer import Tokenizer
+from artifacts.tokenizer import Tokenizer, text_to_words
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
-from training import presets
+from training import presets, robustness
+from training.cad import CadSet, load_cad
 from training.data import (
     MD5,
     OFFICIAL_ARCHIVE,
@@ -63,6 +66,7 @@ from training.data import (
 if TYPE_CHECKING:
     import keras
 
+    from training import fit
     from training.fit import Run
 
 SAMPLE_SEED = 1337  # which reviews --limit keeps
@@ -84,6 +88,47 @@ class Reviews:
     y_train: np.ndarray  # float32 labels, as Keras trains on them
     test_texts: list[str]
     test_labels: np.ndarray  # int labels
+
+
+@dataclass
+class TrainingSet:
+    """What one model trains on: IMDB training reviews (validated on, and held out from, as the seed's shuffle
+    says) and reviews it only ever fits on (counterfactual pairs, ``counterfactual_copies`` times)."""
+
+    texts: list[str]
+    labels: np.ndarray  # float32
+    extra_texts: list[str]
+    extra_labels: np.ndarray  # float32
+    counterfactual: Counterfactual | None
+
+
+def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str, CadSet] | None) -> TrainingSet:
+    """The preset's training reviews. With counterfactual copies, the pairs' originals leave the IMDB part: the
+    dev ones are never trained on (the dev pairs then measure unseen reviews) and the training ones come back
+    with their edited copies, on the fitting side only, so no review is both fitted and validated on."""
+    if not config.counterfactual_copies:
+        return TrainingSet(reviews.train_texts, reviews.y_train, [], np.zeros(0, np.float32), None)
+    if cad is None:
+        raise DataError(f"the preset trains on counterfactual pairs, and there is no {robustness.CAD_HINT}")
+    originals = {tuple(text_to_words(pair.original.text)) for split in cad.values() for pair in split.pairs}
+    kept = [i for i, text in enumerate(reviews.train_texts) if tuple(text_to_words(text)) not in originals]
+    pairs = cad["train"].pairs
+    extra = [review for pair in pairs for review in (pair.original, pair.edited)] * config.counterfactual_copies
+    record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
+                            left_out_originals=len(reviews.train_texts) - len(kept), skipped_pairs=cad["train"].skipped)
+    return TrainingSet([reviews.train_texts[i] for i in kept], reviews.y_train[kept],
+                       [review.text for review in extra], np.array([r.label for r in extra], np.float32), record)
+
+
+def load_counterfactual(dataset: dict, data: Path) -> dict[str, CadSet] | None:
+    """Both splits of the counterfactual pairs in the folder of the dataset ``data`` (its ``cad/``), or None (with
+    a warning) when it has none."""
+    folder = data.parent if data.is_file() or data.name == "aclImdb" else data
+    try:
+        return {split: load_cad(split, dataset["train"].texts, folder) for split in ("train", "dev")}
+    except DataError as error:
+        log.warning("%s: the robustness figures and counterfactual presets need it", error)
+        return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -174,14 +219,16 @@ def configured(name: str, args: argparse.Namespace) -> presets.TrainingConfig:
     return replace(presets.get(name), **{key: value for key, value in overrides.items() if value is not None})
 
 
-def tokenize(reviews: Reviews, word_index: dict[str, int], config: presets.TrainingConfig,
-             out: Path) -> tuple[np.ndarray, np.ndarray, VocabularyFile]:
-    """Both splits as token ids, and the model's vocabulary written beside it."""
-    tokenizer = Tokenizer(word_index, config.num_words, config.max_len)
-    x_train, x_test = tokenizer.encode_batch(reviews.train_texts), tokenizer.encode_batch(reviews.test_texts)
+def tokenize(train: TrainingSet, reviews: Reviews, word_index: dict[str, int], config: presets.TrainingConfig,
+             out: Path) -> tuple[Tokenizer, np.ndarray, np.ndarray | None, np.ndarray, VocabularyFile]:
+    """The tokenizer, the training (IMDB part, extra), and test reviews as token ids, and the model's vocabulary
+    written beside it."""
+    tokenizer = Tokenizer(word_index, config.num_words, config.max_len, config.tokenizer)
+    x_train, x_test = tokenizer.encode_batch(train.texts), tokenizer.encode_batch(reviews.test_texts)
+    x_extra = tokenizer.encode_batch(train.extra_texts) if train.extra_texts else None
     file = f"vocab_{config.num_words}.json"
     sha256 = save_word_index(vocabulary_subset(word_index, config.num_words), out / file)
-    return x_train, x_test, VocabularyFile(file=file, sha256=sha256)
+    return tokenizer, x_train, x_extra, x_test, VocabularyFile(file=file, sha256=sha256)
 
 
 def choose(name: str, candidates: list[Run]) -> Run:
@@ -193,7 +240,8 @@ def choose(name: str, candidates: list[Run]) -> Run:
 
 
 def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_train: np.ndarray,
-                   y_train: np.ndarray, verbose: int, calibrate: bool) -> tuple[keras.Model, Refit | None]:
+                   y_train: np.ndarray, extra: fit.Extra | None, verbose: int, calibrate: bool
+                   ) -> tuple[keras.Model, Refit | None]:
     """The model to ship. Presets that ask for it are trained once more, for the epochs validation chose, on
     every training review but the REFIT_CALIBRATION_SPLIT held out for the temperature (on every one without
     calibration); the others ship the chosen run."""
@@ -205,7 +253,7 @@ def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_tra
     from training import fit
 
     split = REFIT_CALIBRATION_SPLIT if calibrate else 0.0
-    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose, split)
+    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose, split, extra)
     held_out = len(calibration.held_out_indices(len(x_train), chosen.seed, split)) if split else 0
     log.info("%s: refitted on %d training reviews (%d held out for calibration) for %d epochs", name,
              len(x_train) - held_out, held_out, chosen.best_epoch)
@@ -238,9 +286,9 @@ def export_with_parity(name: str, model: keras.Model, max_len: int, x_test: np.n
     return onnx_bytes, parity
 
 
-def calibrate_if_asked(name: str, onnx_bytes: bytes, training: TrainingRecord, x_train: np.ndarray,
-                       y_train: np.ndarray, x_test: np.ndarray, test_labels: np.ndarray, metrics: TestMetrics,
-                       args: argparse.Namespace) -> tuple[bytes, TestMetrics, Calibration | None]:
+def calibrate_if_asked(name: str, onnx_bytes: bytes, training: TrainingRecord, training_config: dict,
+                       x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, test_labels: np.ndarray,
+                       metrics: TestMetrics, args: argparse.Namespace) -> tuple[bytes, TestMetrics, Calibration | None]:
     """The export to ship and its test metrics: with calibration (the default), the graph with its logit divided
     by a temperature fitted on the reviews the shipped weights never saw (the kept run's validation split, or
     what the refit held out), its test metrics those of the calibrated scores, and the calibration record
@@ -251,7 +299,8 @@ def calibrate_if_asked(name: str, onnx_bytes: bytes, training: TrainingRecord, x
 
     held_out = calibrate.calibration_reviews(training)
     result = calibrate.calibrate_export(name, onnx_bytes, x_train[held_out.indices], y_train[held_out.indices],
-                                        held_out.description, x_test, test_labels, args.out)
+                                        held_out.description, x_test, test_labels, args.out,
+                                        allow_signed=calibrate.signed_allowed(training_config))
     calibrated_metrics = evaluate.test_metrics(test_labels, result.test_scores)
     if calibrated_metrics.confusion_matrix != metrics.confusion_matrix:  # a score within 1e-5 of 0.5 in Keras
         log.warning("%s: the export's test labels differ from Keras's: %s against %s", name,
@@ -273,26 +322,28 @@ def write_model_files(name: str, config: presets.TrainingConfig, model: keras.Mo
 
 
 def training_record(config: presets.TrainingConfig, chosen: Run, candidates: list[Run], refitted: Refit | None,
-                    reviews: Reviews, data: Path) -> TrainingRecord:
+                    train: TrainingSet, reviews: Reviews, data: Path) -> TrainingRecord:
     """How the shipped model was trained: the configuration, the chosen run and every seed tried."""
     from training.fit import VALIDATION_SPLIT
 
     return TrainingRecord(
         optimizer=config.optimizer, learning_rate=config.learning_rate, loss=LOSS, epochs=config.epochs,
         batch_size=config.batch_size, validation_split=VALIDATION_SPLIT, seed=chosen.seed,
-        train_reviews=len(reviews.train_texts), test_reviews=len(reviews.test_texts), epochs_run=chosen.epochs_run,
+        train_reviews=len(train.texts), test_reviews=len(reviews.test_texts), epochs_run=chosen.epochs_run,
         best_epoch=chosen.best_epoch, best_val_accuracy=chosen.best_val_accuracy, seconds=chosen.seconds,
         data=str(data),
         seed_candidates=[SeedCandidate(seed=run.seed, best_epoch=run.best_epoch,
                                        best_val_accuracy=run.best_val_accuracy, seconds=run.seconds)
                          for run in candidates],
         refit_on_all_training_reviews=refitted,
+        counterfactual=train.counterfactual,
     )
 
 
 def build_metadata(name: str, config: presets.TrainingConfig, model: keras.Model, onnx_path: Path,
                    vocabulary: VocabularyFile, parity: float, metrics: TestMetrics, training: TrainingRecord,
-                   calibration: Calibration | None, versions: dict[str, str]) -> ModelMetadata:
+                   calibration: Calibration | None, robust: Robustness | None, versions: dict[str, str]
+                   ) -> ModelMetadata:
     """The metadata the service reads beside the ONNX model."""
     from training import export, models
 
@@ -302,6 +353,7 @@ def build_metadata(name: str, config: presets.TrainingConfig, model: keras.Model
         parameters=int(model.count_params()),
         max_len=config.max_len,
         num_words=config.num_words,
+        tokenizer=config.tokenizer,
         input=InputSpec(name=export.INPUT_NAME, shape=[None, config.max_len]),
         vocabulary=vocabulary,
         onnx_sha256=file_sha256(onnx_path),
@@ -312,6 +364,7 @@ def build_metadata(name: str, config: presets.TrainingConfig, model: keras.Model
         config=config.to_dict(),
         training=training,
         calibration=calibration,
+        robustness=robust,
         library_versions=versions,
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
     )
@@ -325,23 +378,41 @@ def write_history(name: str, history: dict[str, list[float]], out: Path) -> None
     evaluate.plot_history(history, f"{name}: training and validation", out / f"{name}_history.png")
 
 
+def measure_robustness(name: str, onnx_bytes: bytes, tokenizer: Tokenizer, train: TrainingSet,
+                       sets: robustness.RobustnessSets | None) -> Robustness | None:
+    """The shipped export's figures on the counterfactual dev pairs, the checklist and the snippets."""
+    if sets is None:
+        return None
+    figures = robustness.evaluate(robustness.onnx_scorer(onnx_bytes, tokenizer), sets,
+                                  originals_in_training=train.counterfactual is None)
+    log.info("%s robustness: cad dev edited %.4f (pairs both right %.4f), checklist %.4f, snippets first/last "
+             "sentence %.4f/%.4f", name, figures.cad_dev_edited, figures.cad_dev_pair_consistency, figures.checklist,
+             figures.snippets_first_sentence, figures.snippets_last_sentence)
+    return figures
+
+
 def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews, word_index: dict[str, int],
+                     cad: dict[str, CadSet] | None, sets: robustness.RobustnessSets | None,
                      args: argparse.Namespace, versions: dict[str, str]) -> None:
     """Every step for one model."""
     from training import fit
 
-    x_train, x_test, vocabulary = tokenize(reviews, word_index, config, args.out)
-    candidates = [fit.train_once(name, config, seed, x_train, reviews.y_train, args.verbose) for seed in config.seeds]
+    train = training_set(reviews, config, cad)
+    tokenizer, x_train, x_extra, x_test, vocabulary = tokenize(train, reviews, word_index, config, args.out)
+    extra = None if x_extra is None else (x_extra, train.extra_labels)
+    candidates = [fit.train_once(name, config, seed, x_train, train.labels, args.verbose, extra)
+                  for seed in config.seeds]
     chosen = choose(name, candidates)
-    model, refitted = refit_if_asked(name, config, chosen, x_train, reviews.y_train, args.verbose, args.calibrate)
+    model, refitted = refit_if_asked(name, config, chosen, x_train, train.labels, extra, args.verbose, args.calibrate)
     test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
     onnx_bytes, parity = export_with_parity(name, model, config.max_len, x_test, test_scores)
-    training = training_record(config, chosen, candidates, refitted, reviews, args.data)
-    onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, x_train, reviews.y_train,
-                                                          x_test, reviews.test_labels, metrics, args)
+    training = training_record(config, chosen, candidates, refitted, train, reviews, args.data)
+    onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, config.to_dict(), x_train,
+                                                          train.labels, x_test, reviews.test_labels, metrics, args)
+    robust = measure_robustness(name, onnx_bytes, tokenizer, train, sets)
     onnx_path = write_model_files(name, config, model, onnx_bytes, args.out)
     write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training,
-                                  calibration, versions), args.out / f"{name}.json")
+                                  calibration, robust, versions), args.out / f"{name}.json")
     write_history(name, chosen.history, args.out)
     log.info("%s written to %s (%.0f s of training)", name, onnx_path, chosen.seconds)
 
@@ -405,9 +476,17 @@ def main(argv: list[str] | None = None) -> int:
     reviews = sample_reviews(dataset, args.limit)
     log.info("data: %d training and %d test reviews from %s", len(reviews.train_texts), len(reviews.test_texts),
              args.data)
+    cad = load_counterfactual(dataset, args.data)
+    sets = None if cad is None else robustness.RobustnessSets(cad["dev"].pairs, robustness.load_checklist(),
+                                                               robustness.snippets(reviews.test_texts,
+                                                                                   reviews.test_labels))
     args.out.mkdir(parents=True, exist_ok=True)
     versions = library_versions()
     for name in args.models:
-        train_and_export(name, configured(name, args), reviews, word_index, args, versions)
+        try:
+            train_and_export(name, configured(name, args), reviews, word_index, cad, sets, args, versions)
+        except DataError as error:
+            print(f"error: {name}: {error}", file=sys.stderr)
+            return 2
     write_report(args.out)
     return 0

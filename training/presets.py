@@ -30,6 +30,13 @@ class TrainingConfig:
     ngram_orders: tuple[int, ...] = ()
     ngram_buckets_log2: int = 20
     ngram_dim: int = 16
+    # How reviews become ids (artifacts/tokenizer.py RULES): "keras_negation" gives the words inside a negation's
+    # scope their own ids, so the model's embedding tables hold twice num_words rows.
+    tokenizer: Literal["keras", "keras_negation"] = "keras"
+    # Counterfactual pairs (training/cad.py): each training pair (an IMDB training review and its minimally edited,
+    # label-flipped copy) added this many times to the training part; 0 trains on IMDB alone. With any, the dev
+    # pairs' originals are left out of the training reviews, so that the dev pairs measure reviews no run saw.
+    counterfactual_copies: int = 0
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     learning_rate: float = 1e-4
     epochs: int = 10
@@ -39,6 +46,11 @@ class TrainingConfig:
     # training review (the validation fifth included) for that many epochs, and ship that model.
     refit_on_all_training_reviews: bool = False
     seeds: tuple[int, ...] = field(default=COURSE_SEEDS)
+
+    @property
+    def input_ids(self) -> int:
+        """How many ids the model's input can hold (its embedding tables' rows)."""
+        return self.num_words * 2 if self.tokenizer == "keras_negation" else self.num_words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +79,13 @@ TUNED = {
         seeds=(1337, 1), refit_on_all_training_reviews=True),
 }
 
-PRESETS: dict[str, TrainingConfig] = {**COURSE, **TUNED}
+# Issue #16: robust to short, negated and edited reviews. Chosen on the validation split and the counterfactual
+# dev pairs only (training/explore_robust.py).
+ROBUST = {
+    "robust_bag": replace(TUNED["bigram_bag"], tokenizer="keras_negation", counterfactual_copies=5),
+}
+
+PRESETS: dict[str, TrainingConfig] = {**COURSE, **TUNED, **ROBUST}
 
 
 def get(name: str) -> TrainingConfig:

@@ -22,8 +22,8 @@ from service.security import require_json_body
 
 router = APIRouter(tags=["inference"])
 
-MODEL_QUERY = Query(description="The one model to explain with. Default: the model with the best test accuracy "
-                                "(or SENTIMENT_DEFAULT_MODEL).")
+MODEL_QUERY = Query(description="The one model to explain with. Default: the model with the best robustness "
+                                "score (models/REPORT.md), or SENTIMENT_DEFAULT_MODEL.")
 BODY_OPENAPI = {"requestBody": {
     "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplainRequest"}}}}}
 # Beyond this many words in a response, render it in a worker thread: a response of 16 long reviews holds

@@ -18,9 +18,11 @@ async def list_models(core: CoreDep) -> ModelsResponse:
         ModelInfo(
             name=m.name, version=m.version, default=m.name == repository.default_name, test_accuracy=m.test_accuracy,
             test_metrics=m.metadata.test_metrics, parameters=m.metadata.parameters, max_len=m.metadata.max_len,
-            num_words=m.metadata.num_words, vocabulary_sha256=m.metadata.vocabulary.sha256,
+            num_words=m.metadata.num_words, tokenizer=m.metadata.tokenizer,
+            vocabulary_sha256=m.metadata.vocabulary.sha256,
             onnx_sha256=m.metadata.onnx_sha256, onnx_bytes=m.path.stat().st_size if m.path else None,
             created=m.metadata.created, training=m.metadata.training, calibration=m.metadata.calibration,
+            robustness=m.metadata.robustness, robustness_score=m.metadata.robustness_score,
         )
         for m in repository.models.values()
     ])

@@ -34,8 +34,8 @@ ERRORS = {
 }
 MODEL_QUERY = Query(
     description="Model name; repeat it (`?model=a&model=b`) or separate names with commas (`?model=a,b`) to "
-                "compare models, or `all`. Default: the model with the best test accuracy (or "
-                "SENTIMENT_DEFAULT_MODEL).")
+                "compare models, or `all`. Default: the model with the best robustness score "
+                "(models/REPORT.md), or SENTIMENT_DEFAULT_MODEL.")
 # The route reads its body itself (``parse_body``, the fast path's parser too); declared for the OpenAPI page.
 BODY_OPENAPI = {"requestBody": {
     "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}}

@@ -1,0 +1,76 @@
+"""The tokenizer rule ``keras_negation``: the same words as Keras's rule, a negated known word shifted by num_words."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from artifacts.tokenizer import KERAS, KERAS_NEGATION, OOV, START, Tokenizer, negation_scopes, text_to_words
+from artifacts.vocabulary import load_word_index
+from tests.conftest import KERAS_WORD_INDEX
+
+NUM_WORDS = 10_000
+WORD_INDEX = load_word_index(KERAS_WORD_INDEX)
+negating = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_NEGATION)
+keras_rule = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS)
+
+
+def test_a_word_after_a_negation_gets_its_id_plus_num_words():
+    plain = keras_rule.encode("not good")
+    assert negating.encode("not good") == [START, plain[1], plain[2] + NUM_WORDS]
+    assert negating.encode("good") == keras_rule.encode("good")
+
+
+def test_the_scope_ends_at_clause_punctuation_and_at_contrast_words():
+    assert negation_scopes("I didn't like it, the acting was great") == [False, False, True, True] + [False] * 4
+    assert negation_scopes("not funny but clever") == [False, True, False, False]
+    assert negation_scopes("never good; great!") == [False, True, False]
+
+
+def test_apostrophe_less_negations_open_a_scope_too():
+    assert negation_scopes("didnt like it") == [False, True, True]
+    assert negation_scopes("Nothing works") == [False, True]
+
+
+def test_unknown_words_stay_oov_inside_a_scope():
+    assert negating.encode("not zzqqxxnotaword") == [START, negating.encode("not")[1], OOV]
+
+
+def test_ids_stay_below_the_id_count():
+    assert negating.id_count == 2 * NUM_WORDS and keras_rule.id_count == NUM_WORDS
+    tokens = negating.encode_batch(["not " + " ".join(["the film was good and the story great"] * 30)])
+    assert tokens.max() < negating.id_count and (tokens >= NUM_WORDS).any()
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="unknown tokenizer rule"):
+        Tokenizer(WORD_INDEX, NUM_WORDS, 500, "bpe")
+
+
+words_and_marks = st.lists(st.sampled_from(["not", "good", "never", "film", "didn't", "didnt", "but", "bad", "Ünï",
+                                            "İ", ",", ".", "!", " ", "\t", ";", "<br />", "no", "great", "ΑΣ"]),
+                           max_size=60).map(" ".join)
+
+
+@given(st.one_of(st.text(), words_and_marks))
+@settings(max_examples=1_000, deadline=None)
+def test_the_words_are_kerass_and_only_scoped_known_words_are_shifted(text):
+    assert len(negation_scopes(text)) == len(text_to_words(text))
+    plain, negated = keras_rule.encode(text), negating.encode(text)
+    assert len(negated) == len(plain)
+    for scoped, before, after in zip([False, *negation_scopes(text)], plain, negated, strict=True):
+        assert after == (before + NUM_WORDS if scoped and before > OOV else before)
+
+
+@given(words_and_marks, st.integers(1, 12))
+@settings(max_examples=500, deadline=None)
+def test_truncation_keeps_the_last_words_with_the_scopes_the_whole_review_gave_them(text, max_len):
+    short = Tokenizer(WORD_INDEX, NUM_WORDS, max_len, KERAS_NEGATION)
+    whole = negating.encode(text)
+    encoded = short.encode_reviews([text])
+    expected = whole[-max_len:]
+    row = encoded.tokens[0]
+    assert row[max_len - len(expected):].tolist() == expected and not row[:max_len - len(expected)].any()
+    assert bool(encoded.truncated[0]) == (len(whole) - 1 > max_len)
+    assert encoded.known_words()[0] == np.count_nonzero(np.asarray(expected) > OOV)
+

@@ -1,0 +1,83 @@
+"""The counterfactual pairs' reader and the robustness evaluation (training/cad.py, training/robustness.py)."""
+
+import numpy as np
+import pytest
+
+from training.cad import load_cad
+from training.checklist import load_checklist
+from training.data import DataError
+from training.robustness import RobustnessSets, evaluate, sentences, snippets
+
+IMDB_TRAIN = ["A wonderful film,<br />I loved it.", "A dull film. I hated it!", "Another review entirely."]
+HEADER = "Sentiment\tText\tbatch_id\n"
+
+
+def write_cad(folder, split_file, rows):
+    (folder / "cad").mkdir(exist_ok=True)
+    (folder / "cad" / split_file).write_text(HEADER + "".join(f"{s}\t{t}\t{b}\n" for s, t, b in rows), encoding="utf-8")
+
+
+def test_the_original_of_a_pair_is_the_row_whose_words_are_an_imdb_training_review(tmp_path):
+    write_cad(tmp_path, "dev_paired.tsv", [
+        ("Negative", "A wonderful film.<br />I hated it!", 7),  # the edited copy comes first here
+        ("Positive", '"a WONDERFUL film. <br />I loved it"', 7),  # quotes, case and punctuation differ
+    ])
+    (pair,) = load_cad("dev", IMDB_TRAIN, tmp_path).pairs
+    assert (pair.pair_id, pair.train_index, pair.original.label, pair.edited.label) == ("7", 0, 1, 0)
+    assert pair.edited.text == "A wonderful film.<br />I hated it!"
+
+
+def test_a_pair_without_exactly_one_imdb_original_is_skipped_and_reported(tmp_path):
+    write_cad(tmp_path, "train_paired.tsv", [
+        ("Positive", "A wonderful film, <br />I loved it.", 1), ("Negative", "A dull film. I hated it!", 1),  # both
+        ("Positive", "Never seen before.", 2), ("Negative", "Never seen either.", 2),  # neither
+        ("Positive", "A wonderful film, <br />I loved it.", 3), ("Negative", "A awful film, I hated it.", 3),
+    ])
+    found = load_cad("train", IMDB_TRAIN, tmp_path)
+    assert [pair.pair_id for pair in found.pairs] == ["3"] and found.skipped == ["1", "2"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("Sentiment,Text,batch_id\n", "header"),
+    (HEADER + "Neutral\tMeh.\t1\n", ":2: expected Positive|Negative"),
+    (HEADER + "Positive\tno batch id\n", ":2: expected"),
+])
+def test_a_malformed_file_is_a_data_error_naming_the_line(tmp_path, content, problem):
+    (tmp_path / "cad").mkdir()
+    (tmp_path / "cad" / "dev_paired.tsv").write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=problem):
+        load_cad("dev", IMDB_TRAIN, tmp_path)
+
+
+def test_a_missing_folder_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_cad("dev", IMDB_TRAIN, tmp_path)
+
+
+def test_snippets_are_the_first_and_last_sentence_without_markup():
+    review = "Saw it on TV.<br /><br />The middle part drags! But the ending is great."
+    assert sentences(review) == ["Saw it on TV.", "The middle part drags!", "But the ending is great."]
+    found = snippets([review, "One sentence only."], [1, 0])
+    assert (found.first, found.last, found.labels.tolist()) == (["Saw it on TV."], ["But the ending is great."], [1])
+
+
+def test_the_evaluation_counts_what_a_scorer_gets_right(tmp_path):
+    write_cad(tmp_path, "dev_paired.tsv", [
+        ("Positive", "A wonderful film,<br />I loved it.", 1), ("Negative", "A wonderful film, I hated it.", 1),
+        ("Negative", "A dull film. I hated it!", 2), ("Positive", "A dull film. I loved it!", 2),
+    ])
+    sets = RobustnessSets(load_cad("dev", IMDB_TRAIN, tmp_path).pairs, load_checklist(),
+                          snippets(["Loved it. Great.", "Hated it. Awful."], [1, 0]))
+
+    def says_positive_for_loved(texts):  # knows one word: "loved"
+        return np.array([0.9 if "loved" in text.lower() else 0.1 for text in texts])
+
+    figures = evaluate(says_positive_for_loved, sets, originals_in_training=False)
+    assert (figures.cad_dev_original, figures.cad_dev_edited, figures.cad_dev_pair_consistency) == (1.0, 1.0, 1.0)
+    assert (figures.snippets_first_sentence, figures.snippets_last_sentence) == (1.0, 0.5)
+    expected = np.mean([("loved" in item.text.lower()) == bool(item.label) for item in sets.checklist])
+    assert figures.checklist == round(float(expected), 4) and figures.checklist_reviews == len(sets.checklist)
+    assert set(figures.checklist_by_category) == {item.category for item in sets.checklist}
+
+    always_positive = evaluate(lambda texts: np.full(len(texts), 0.7), sets, originals_in_training=True)
+    assert always_positive.cad_dev_pair_consistency == 0.0 and always_positive.cad_dev_originals_in_training
