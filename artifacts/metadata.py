@@ -95,6 +95,8 @@ class Counterfactual(_Strict):
                                     "training pairs' originals (added back with their pairs) and the dev pairs' "
                                     "(never trained on).")
     skipped_pairs: list[str] = Field([], description="Pair ids whose original is not exactly one IMDB training review.")
+    made_reviews: int | None = Field(None, ge=0, description="IMDB training reviews flipped with the editors' "
+                                     "substitutions (training/cad.py) and added, labelled the other way.")
 
 
 class TrainingRecord(_Strict):
@@ -142,15 +144,18 @@ class HeldOutFigures(_Strict):
 
 class CalibrationSelection(_Strict):
     """How the method was chosen, on the held-out reviews only (never the test set): k-fold cross-validation,
-    each fold scored with the temperature(s) fitted on the other folds."""
+    each fold scored with the map (temperature(s), power(s)) fitted on the other folds."""
 
     folds: int = Field(ge=2)
     seed: int = Field(description="Seed of the permutation that dealt the held-out reviews into folds.")
-    signed_allowed: bool = Field(description="False when the model's explanation needs its logit linear in its "
-                                 "terms (the bag family's exact shares): it keeps one temperature.")
+    signed_allowed: bool = Field(description="Whether the non-linear maps (signed temperature, signed power) were "
+                                 "allowed: False when the model's explanation needs its logit linear in its terms "
+                                 "(the bag family's exact shares): it keeps one temperature.")
     single: HeldOutFigures = Field(description="One temperature, out of fold.")
     signed: HeldOutFigures = Field(description="A signed temperature, out of fold.")
-    rule: str = Field("signed temperature when it is allowed and its out-of-fold log loss is lower",
+    signed_power: HeldOutFigures | None = Field(
+        None, description="A signed power, out of fold (absent from selections made before it was a candidate).")
+    rule: str = Field("the allowed method with the lowest out-of-fold log loss (a tie goes to the simpler one)",
                       description="How the figures chose the method.")
 
 
@@ -158,21 +163,30 @@ class Calibration(_Strict):
     """Temperature scaling, inside the exported graph. ``temperature``: score = sigmoid(logit / T), with T the
     graph's ``temperature`` initializer. ``signed_temperature``: score = sigmoid(logit / T+) for a logit >= 0 and
     sigmoid(logit / T-) for a logit < 0, with T+ and T- the graph's ``temperature_positive`` and
-    ``temperature_negative`` initializers. Either keeps the sign of every logit and the order of the scores."""
+    ``temperature_negative`` initializers. ``signed_power``: score = sigmoid(sign(z) * max((|z| / T) ** p,
+    |z| / e^7)) for the logit z, with T+ and p+ (``power_positive``) for z >= 0 and T- and p- (``power_negative``)
+    for z < 0 (the floor |z| / e^7 keeps a tiny negative logit off a score of exactly 0.5). Each keeps the sign of
+    every logit and the order of the scores."""
 
-    method: Literal["temperature", "signed_temperature"] = "temperature"
+    method: Literal["temperature", "signed_temperature", "signed_power"] = "temperature"
     temperature: float | None = Field(
         None, gt=0, description="Method `temperature` only: equal to the ONNX graph's `temperature` initializer.")
     temperature_positive: float | None = Field(
-        None, gt=0, description="Method `signed_temperature` only: divides the logits >= 0; equal to the graph's "
-        "`temperature_positive` initializer.")
+        None, gt=0, description="Methods `signed_temperature` and `signed_power` only: divides the logits (their "
+        "magnitude) >= 0; equal to the graph's `temperature_positive` initializer.")
     temperature_negative: float | None = Field(
-        None, gt=0, description="Method `signed_temperature` only: divides the logits < 0; equal to the graph's "
-        "`temperature_negative` initializer.")
+        None, gt=0, description="Methods `signed_temperature` and `signed_power` only: divides the logits (their "
+        "magnitude) < 0; equal to the graph's `temperature_negative` initializer.")
+    power_positive: float | None = Field(
+        None, gt=0, description="Method `signed_power` only: the exponent of |logit| / T+ for the logits >= 0; "
+        "equal to the graph's `power_positive` initializer.")
+    power_negative: float | None = Field(
+        None, gt=0, description="Method `signed_power` only: the exponent of |logit| / T- for the logits < 0; "
+        "equal to the graph's `power_negative` initializer.")
     selection: CalibrationSelection | None = Field(
         None, description="The held-out comparison that chose the method (absent from calibrations made before "
         "there was a choice).")
-    fitted_on: str = Field(description="Which reviews the temperature was fitted on (never test reviews).")
+    fitted_on: str = Field(description="Which reviews the temperature(s) were fitted on (never test reviews).")
     reviews: int = Field(ge=1, description="How many reviews the temperature was fitted on.")
     bins: int = Field(15, ge=1, description="Equal-width score bins of the expected calibration error.")
     test_reviews: int = Field(ge=1, description="Reviews `before` and `after` were measured on.")
@@ -183,16 +197,24 @@ class Calibration(_Strict):
     @model_validator(mode="after")
     def _temperatures_fit_the_method(self) -> Calibration:
         signed = (self.temperature_positive, self.temperature_negative)
+        powers = (self.power_positive, self.power_negative)
         if self.method == "temperature":
-            if self.temperature is None or signed != (None, None):
-                raise ValueError("method 'temperature' needs `temperature` and neither `temperature_positive` nor "
-                                 "`temperature_negative`")
-        else:
-            if None in signed or self.temperature is not None:
-                raise ValueError("method 'signed_temperature' needs both `temperature_positive` and "
-                                 "`temperature_negative`, and no `temperature`")
-            if self.selection is not None and not self.selection.signed_allowed:
-                raise ValueError("method 'signed_temperature' was chosen although its selection did not allow it")
+            if self.temperature is None or signed != (None, None) or powers != (None, None):
+                raise ValueError("method 'temperature' needs `temperature` and none of `temperature_positive`, "
+                                 "`temperature_negative`, `power_positive`, `power_negative`")
+            return self
+        if None in signed or self.temperature is not None:
+            raise ValueError(f"method {self.method!r} needs both `temperature_positive` and `temperature_negative`, "
+                             "and no `temperature`")
+        if self.method == "signed_power" and None in powers:
+            raise ValueError("method 'signed_power' needs both `power_positive` and `power_negative`")
+        if self.method == "signed_temperature" and powers != (None, None):
+            raise ValueError("method 'signed_temperature' takes no `power_positive` or `power_negative`")
+        if self.selection is not None:
+            if not self.selection.signed_allowed:
+                raise ValueError(f"method {self.method!r} was chosen although its selection did not allow it")
+            if self.method == "signed_power" and self.selection.signed_power is None:
+                raise ValueError("method 'signed_power' was chosen by a selection that did not compare it")
         return self
 
 
@@ -219,9 +241,10 @@ class ModelMetadata(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="Same as the .onnx file's stem.")
     max_len: int = Field(ge=1, description="Tokens per review the model reads.")
     num_words: int = Field(gt=3, description="Vocabulary size: word indices at or above it count as unknown.")
-    tokenizer: Literal["keras", "keras_negation"] = Field(
+    tokenizer: Literal["keras", "keras_negation", "keras_scopes"] = Field(
         "keras", description="The tokenizer's rule (artifacts/tokenizer.py): `keras`, Keras's own; `keras_negation`, "
-        "the same words, with a known word inside a negation's scope read as its id + num_words.")
+        "the same words, with a known word inside a negation's scope read as its id + num_words; `keras_scopes`, "
+        "also a word a contrast outweighs (before 'but', after 'although') as its id + 2 * num_words.")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None

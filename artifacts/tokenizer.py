@@ -15,7 +15,11 @@ and a known word inside a negation's scope gets a second id, ``its id + num_word
 ``not`` and a negated ``good`` that the model can learn apart from ``good``. A scope opens after a negation
 word (``NEGATORS``: "not", "never", "no", any word ending in "n't", the apostrophe-less "didnt" ...) and closes at
 the end of its clause: the next of ``.,!?;:`` in the text, or a contrast word (``SCOPE_ENDERS``: "but",
-"however" ...). The course models keep the Keras rule exactly.
+"however" ...). The rule ``keras_scopes`` adds contrast: a known word that a contrast outweighs gets
+``its id + 2 * num_words`` (``+ 3 * num_words`` when also negated): the words before "but" (``CONTRAST_AFTER``) in
+its sentence, as in "slow at first, but the ending is wonderful", and the words after "although"
+(``CONTRAST_BEFORE``) in its clause, as in "although the cast is great, the film is dull". The course models keep
+the Keras rule exactly.
 
 Free of TensorFlow: the service imports it.
 """
@@ -50,7 +54,9 @@ _ASCII_FILTER_TABLE = bytes.maketrans(_ASCII_SEPARATORS.encode(), b" " * len(_AS
 
 KERAS = "keras"
 KERAS_NEGATION = "keras_negation"
-RULES = (KERAS, KERAS_NEGATION)
+KERAS_SCOPES = "keras_scopes"
+RULES = (KERAS, KERAS_NEGATION, KERAS_SCOPES)
+ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4}  # how many ids each known word can read as
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
 # apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
 NEGATORS = frozenset({
@@ -59,8 +65,12 @@ NEGATORS = frozenset({
     "wouldnt", "shouldnt", "havent", "hasnt", "hadnt", "aint",
 })
 SCOPE_ENDERS = frozenset({"but", "however", "although", "though", "yet", "except"})
+# Words whose sentence so far the rest outweighs, and words whose own clause the rest of the sentence outweighs.
+CONTRAST_AFTER = frozenset({"but", "however", "yet", "nevertheless", "nonetheless"})
+CONTRAST_BEFORE = frozenset({"although", "though", "despite", "whereas"})
 # Every one of them is among the Keras filters, so splitting the text at them first gives the same words.
 _CLAUSE_END = re.compile(r"[.,!?;:]")
+_SENTENCE_END = re.compile(r"[.!?;:]")
 
 
 def text_to_words(text: str) -> list[str]:
@@ -82,6 +92,27 @@ def negation_scopes(text: str) -> list[bool]:
             if word in NEGATORS or word.endswith("n't"):
                 inside = True
     return negated
+
+
+def contrast_scopes(text: str) -> list[bool]:
+    """For each word of ``text_to_words(text)``, whether a contrast in its sentence outweighs it (see the module's
+    docstring): the words before a ``CONTRAST_AFTER`` word, back to the sentence's start or the previous contrast,
+    and the words after a ``CONTRAST_BEFORE`` word, to the end of its clause."""
+    outweighed: list[bool] = []
+    for sentence in _SENTENCE_END.split(text.lower()):
+        marks: list[bool] = []
+        since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
+        for clause in sentence.split(","):
+            conceding = False
+            for word in clause.translate(_FILTER_TABLE).split():
+                if word in CONTRAST_AFTER:
+                    marks[since_contrast:] = [True] * (len(marks) - since_contrast)
+                    since_contrast, conceding = len(marks) + 1, False
+                marks.append(conceding)
+                if word in CONTRAST_BEFORE:
+                    conceding = True
+        outweighed += marks
+    return outweighed
 
 
 # A run of the characters str.split() does not split on: re's \s is str.isspace(), which is what str.split()
@@ -125,8 +156,8 @@ class Tokenizer:
         self.num_words = num_words
         self.max_len = max_len
         self.rule = rule
-        # The ids the model's input can hold: a negated known word is shifted by num_words.
-        self.id_count = num_words * 2 if rule == KERAS_NEGATION else num_words
+        # The ids the model's input can hold: a known word in a scope is shifted by a multiple of num_words.
+        self.id_count = num_words * ID_BLOCKS[rule]
         # Clip once here so encoding is a single dict lookup per word.
         self._index = {
             word: rank + INDEX_FROM
@@ -138,30 +169,34 @@ class Tokenizer:
     def _words(self, text: str, last: int = -1) -> tuple[list, Callable, bool]:
         """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, the index
         lookup for those words, and whether words before the last ones were left out."""
-        split_at = -1 if self.rule == KERAS_NEGATION else last  # scopes need every word
+        split_at = -1 if self.rule != KERAS else last  # scopes need every word
         if text.isascii():  # most reviews
             words = text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).rsplit(maxsplit=split_at)
             lookup = self._ascii_index.get
         else:
             utf8 = text.lower().encode("utf-8", "surrogatepass").translate(_UTF8_FILTER_TABLE)
             words, lookup = utf8.decode("utf-8", "surrogatepass").rsplit(maxsplit=split_at), self._index.get
-        if self.rule == KERAS_NEGATION:
-            return self._negated_words(text, words, lookup, last)
+        if self.rule != KERAS:
+            return self._scoped_words(text, words, lookup, last)
         cut = 0 <= last < len(words)
         if cut:  # rsplit() left the words before the last ones in one piece
             del words[0]
         return words, lookup, cut
 
-    def _negated_words(self, text: str, words: list, lookup: Callable, last: int) -> tuple[list, Callable, bool]:
-        """``_words`` for the negation rule: every word (``words`` came from a full split), and a lookup that gives
-        the words in a negation scope their shifted id. The scopes need the whole text (a scope can open before
-        the last ``last`` words), so the words are cut here."""
-        scopes = iter(negation_scopes(text))
-        shift = self.num_words
+    def _scoped_words(self, text: str, words: list, lookup: Callable, last: int) -> tuple[list, Callable, bool]:
+        """``_words`` for the rules with scopes: every word (``words`` came from a full split), and a lookup that
+        gives the words in a scope their shifted id. The scopes need the whole text (a scope can open before the
+        last ``last`` words), so the words are cut here."""
+        shifts = [self.num_words * negated for negated in negation_scopes(text)]
+        if self.rule == KERAS_SCOPES:
+            shifts = [shift + 2 * self.num_words * outweighed
+                      for shift, outweighed in zip(shifts, contrast_scopes(text), strict=True)]
+        scopes = iter(shifts)
 
         def lookup_in_scope(word, default):
             index = lookup(word, default)
-            return index + shift if next(scopes) and index > OOV else index
+            shift = next(scopes)
+            return index + shift if index > OOV else index
 
         cut = 0 <= last < len(words)
         if cut:

@@ -14,7 +14,8 @@ A method turns one review's token row into the review's logit and one contributi
   share is its word term ``u[t_i] / n`` plus half of each of its (one or two) bigram terms ``v / (n - 1)``,
   so ``b`` plus the shares add up to the logit (to float32 rounding, about 1e-6). START's share is folded
   into the bias. Calibration divides the logit by one temperature, which keeps it linear in the terms (a
-  signed temperature, one divisor per sign of the logit, would not: ``BagShares`` refuses such a model).
+  signed temperature or a signed power, a map that depends on the logit's sign, would not: ``BagShares``
+  refuses such a model).
 * ``Occlusion`` (``method: "occlusion"``), for the convolutional and recurrent models: each word in turn is
   replaced by the out-of-vocabulary id, and its contribution is ``logit(review) - logit(review without it)``.
   The review and its variants are scored together, in calls of at most the model's batch size (the
@@ -114,7 +115,7 @@ class BagShares:
 
     def __init__(self, model: LoadedModel, chunk_rows: int = CHUNK_ROWS):
         calibration = model.metadata.calibration
-        if calibration is not None and calibration.method != "temperature":  # a divisor by sign is not linear
+        if calibration is not None and calibration.method != "temperature":  # any other map is not linear
             raise ExplainError(f"model {model.name}: exact shares need a logit linear in its terms, and its "
                                f"{calibration.method} calibration is not; calibrate it with one temperature")
         self.model, self.chunk_rows = model, chunk_rows

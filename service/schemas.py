@@ -115,8 +115,8 @@ class TokenContribution(BaseModel):
 
 
 class Explanation(Prediction):
-    logit: float = Field(description="The model's logit (calibrated models: after the temperature); "
-                                     "score = sigmoid(logit).", examples=[1.73])
+    logit: float = Field(description="The model's logit (calibrated models: after the calibration map, which keeps "
+                                     "its sign); score = sigmoid(logit).", examples=[1.73])
     bias: float | None = Field(description="Method `exact` only: the part of the logit that belongs to no word "
                                            "(the model's bias and its start-of-review token), so that "
                                            "`logit == bias + sum(contribution)`. Null for `occlusion`.",
@@ -154,8 +154,9 @@ class ModelInfo(BaseModel):
     parameters: int | None
     max_len: int = Field(description="Tokens per review the model reads (longer reviews keep their last ones).")
     num_words: int = Field(description="Vocabulary size: word indices at or above it count as unknown.")
-    tokenizer: str = Field(description="The tokenizer's rule: `keras`, or `keras_negation` (words inside a "
-                           "negation's scope read apart from the same words outside one).")
+    tokenizer: str = Field(description="The tokenizer's rule: `keras`, `keras_negation` (words inside a negation's "
+                           "scope read apart from the same words outside one) or `keras_scopes` (also the words a "
+                           "contrast outweighs, before 'but' or after 'although').")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None
@@ -168,8 +169,9 @@ class ModelInfo(BaseModel):
         None, description="The mean of the test, edited-review, checklist and snippet accuracies: the best is the "
                           "default model.")
     calibration: Calibration | None = Field(
-        None, description="The temperature the export divides its logit by, and the expected calibration error, "
-                          "Brier score and log loss on the 25,000 test reviews before and after.")
+        None, description="How the export calibrates its logit (one temperature, a signed temperature or a signed "
+                          "power, all keeping the sign), and the expected calibration error, Brier score and log loss "
+                          "on the 25,000 test reviews before and after.")
 
 
 class ModelsResponse(BaseModel):

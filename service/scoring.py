@@ -186,7 +186,7 @@ class Explanation:
 
     score: float
     label: Label
-    logit: float  # the model's logit (calibrated models: divided by the temperature); score = sigmoid(logit)
+    logit: float  # the model's logit (calibrated models: after the calibration map); score = sigmoid(logit)
     bias: float | None  # exact method: logit == bias + sum of the contributions; occlusion: None
     words_read: int
     known_words: int

@@ -1,6 +1,6 @@
-"""Temperature scaling (training/calibrate.py), one temperature or a signed one: the fit, the choice of method,
-the metrics, the graph rewrite and its undoing, the held-out reviews, the metadata, the command on a pipeline
-export, and the committed models."""
+"""Calibration inside the graph (training/calibrate.py): one temperature, a signed temperature or a signed power.
+The fit, the choice of method, the metrics, the graph rewrite and its undoing, the held-out reviews, the metadata,
+the command on a pipeline export, and the committed models."""
 
 import dataclasses
 import json
@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from scipy.special import expit, logit
 
 from artifacts.loading import load_tokenizer
-from artifacts.metadata import Calibration, CalibrationMetrics, Refit, TrainingRecord, read_metadata
+from artifacts.metadata import (
+    Calibration,
+    CalibrationMetrics,
+    CalibrationSelection,
+    Refit,
+    TrainingRecord,
+    read_metadata,
+)
 from artifacts.vocabulary import file_sha256
 from service.explaining import BagShares, ExplainError
 from tests import fakes
@@ -27,11 +34,13 @@ from training.calibrate import (
     LOGIT_OUTPUT,
     TEMPERATURE,
     CalibrationError,
+    SignedPower,
     SignedTemperature,
     calibrated,
     calibration_metrics,
     chosen_method,
     expected_calibration_error,
+    fit_signed_power,
     fit_signed_temperature,
     fit_temperature,
     held_out_indices,
@@ -110,6 +119,62 @@ def test_a_side_without_logits_takes_the_single_temperature():
     assert fit_signed_temperature(logits, labels) == SignedTemperature(single, single)
 
 
+def powered(power: SignedPower, reviews: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits that ``power`` maps onto calibrated ones, with labels drawn from sigmoid(calibrated logit): the
+    raw logit is sign(c) * T * |c| ** (1 / p) for the calibrated logit c, T and p those of its side."""
+    rng = np.random.default_rng(seed)
+    calibrated_logits = rng.normal(0, 2.5, reviews)
+    labels = (rng.random(reviews) < expit(calibrated_logits)).astype(int)
+    negative = calibrated_logits < 0
+    temperature = np.where(negative, power.temperature_negative, power.temperature_positive)
+    exponent = np.where(negative, power.power_negative, power.power_positive)
+    return np.sign(calibrated_logits) * temperature * np.abs(calibrated_logits) ** (1 / exponent), labels
+
+
+def test_fit_signed_power_recovers_a_temperature_and_a_power_on_each_side_of_zero():
+    truth = SignedPower(1.8, 2.2, 0.6, 0.7)  # like conv_lstm: unsure near 0.5 and too sure far from it, or not
+    logits, labels = powered(truth, 200_000, 11)
+    fitted = fit_signed_power(logits, labels)
+    for field in dataclasses.fields(SignedPower):
+        assert getattr(fitted, field.name) == pytest.approx(getattr(truth, field.name), rel=0.05), field.name
+    np.testing.assert_allclose(scaled_logits(logits, truth), scaled_logits(logits, fitted), rtol=0.1, atol=0.05)
+
+
+def test_fit_signed_power_minimises_the_log_loss_and_is_never_worse_than_the_signed_temperature():
+    logits, labels = powered(SignedPower(1.3, 1.6, 0.9, 0.8), 5_000, 12)
+    best = fit_signed_power(logits, labels)
+
+    def loss(mapping):
+        return calibrate._mean_log_loss(logits, labels, mapping)
+
+    for field in dataclasses.fields(SignedPower):
+        for factor in (0.97, 1.03):
+            nudged = dataclasses.replace(best, **{field.name: getattr(best, field.name) * factor})
+            assert loss(best) < loss(nudged), (field.name, factor)
+    signed = fit_signed_temperature(logits, labels)
+    assert loss(best) < loss(signed) <= loss(SignedPower(signed.positive, 1.0, signed.negative, 1.0)) + 1e-15
+    # and the same when a signed temperature is the truth: the powers stay near 1 and the loss no higher
+    logits, labels = lopsided(2.0, 0.7, 20_000, 13)
+    best, signed = fit_signed_power(logits, labels), fit_signed_temperature(logits, labels)
+    assert loss(best) <= loss(signed) and best.power_positive == pytest.approx(1, abs=0.1)
+    assert best.power_negative == pytest.approx(1, abs=0.1)
+
+
+def test_a_side_without_logits_keeps_its_signed_temperature_and_a_power_of_1():
+    logits = np.array([0.0, 0.5, 1.0, 2.0, 3.0])  # 0 maps to 0 whatever the pair: nothing to fit below 0
+    labels = np.array([1, 0, 1, 1, 1])
+    fitted = fit_signed_power(logits, labels)
+    signed = fit_signed_temperature(logits, labels)
+    assert (fitted.temperature_negative, fitted.power_negative) == (signed.negative, 1.0)
+
+
+def test_the_power_stays_within_its_bounds_on_separable_logits():
+    logits = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+    fitted = fit_signed_power(logits, np.array([0, 0, 0, 1, 1, 1]))  # no finite optimum: the bounds hold it
+    low, high = np.exp(calibrate.LOG_POWER_BOUNDS)
+    assert low - 1e-12 <= fitted.power_positive <= high + 1e-12 and low - 1e-12 <= fitted.power_negative <= high + 1e-12
+
+
 @settings(max_examples=300, deadline=None)
 @given(raw=arrays(np.float32, st.integers(1, 60), elements=st.floats(-100, 100, width=32)),
        positive=st.floats(1e-3, 1e3), negative=st.floats(1e-3, 1e3))
@@ -132,6 +197,68 @@ def test_a_signed_temperature_keeps_every_label_and_the_order_of_the_scores(raw,
     assert (np.diff(scaled[order])[strictly] > 0).all()  # strictly increasing: no two logits merge
 
 
+def logit_passthrough() -> bytes:
+    """A graph whose raw logit is its input: float32 logits [n, 1] -> Identity -> Sigmoid -> score."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["z"], ["raw_logit"]), helper.make_node("Sigmoid", ["raw_logit"], ["score"])],
+        "passthrough", [helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def run_on_logits(onnx_bytes: bytes, raw: np.ndarray) -> dict[str, np.ndarray]:
+    """A ``logit_passthrough`` graph's outputs (flattened) for the float32 logits ``raw``."""
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    outputs = session.run(None, {"z": np.asarray(raw, dtype=np.float32).reshape(-1, 1)})
+    return {name: output.reshape(-1) for name, output in zip(names, outputs, strict=True)}
+
+
+POWER_LIMITS = tuple(float(x) for x in np.exp(calibrate.LOG_POWER_BOUNDS))
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=arrays(np.float32, st.integers(1, 60), elements=st.floats(-100, 100, width=32)),
+       temperature_positive=st.floats(1e-3, 1e3), power_positive=st.floats(*POWER_LIMITS),
+       temperature_negative=st.floats(1e-3, 1e3), power_negative=st.floats(*POWER_LIMITS))
+def test_a_signed_power_keeps_every_label_and_the_order_of_the_scores_in_numpy_and_in_the_graph(
+        raw, temperature_positive, power_positive, temperature_negative, power_negative):
+    power = SignedPower(temperature_positive, power_positive, temperature_negative, power_negative)
+    logits = raw.astype(np.float64)
+    mapped = scaled_logits(logits, power)
+    assert np.isfinite(mapped).all()
+    assert np.array_equal(mapped > 0, logits > 0) and np.array_equal(mapped < 0, logits < 0)
+    assert (mapped[logits == 0] == 0).all()  # continuous at 0: a score of 0.5 stays 0.5, from either side
+    # the graph computes the same map, in float64 (the raw logit is the float32 input)
+    outputs = run_on_logits(calibrated(logit_passthrough(), power), raw)
+    graph_logits, scores = outputs[LOGIT_OUTPUT], outputs["score"]
+    np.testing.assert_allclose(graph_logits, mapped, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(scores, expit(mapped), rtol=0, atol=1e-6)
+    # labels: as for the signed temperature, a logit within float rounding of 0 scores 0.5 from either side
+    clear = np.abs(logits) > 1e-12
+    assert np.array_equal((scores >= 0.5)[clear], (logits >= 0)[clear])
+    assert np.array_equal((scores >= 0.5)[clear], (expit(logits) >= 0.5)[clear])
+    # order: the mapped logits strictly increasing between distinct logits, subnormal ones included (the floor
+    # |z| / e^7 keeps a power from sending them to 0); the scores may merge only where the float64 sigmoid itself
+    # runs out of digits
+    order = np.argsort(logits, kind="stable")
+    assert (np.diff(graph_logits[order]) >= 0).all() and (np.diff(scores[order]) >= 0).all()
+    assert (np.diff(graph_logits[order])[np.diff(logits[order]) > 0] > 0).all()
+
+
+def test_a_steep_power_does_not_round_a_small_negative_logit_to_a_score_of_one_half():
+    # without the floor, (1e-7 / 1) ** 2.5 = 3e-18 would score exactly 0.5 in float64: labelled positive
+    power = SignedPower(1.0, 2.5, 1.0, 2.5)
+    logits = np.array([-1e-7, -1e-9, 1e-9, 1e-7])
+    assert expit(-((1e-7 / 1.0) ** 2.5)) == 0.5  # what the power alone would do
+    mapped = scaled_logits(logits, power)
+    np.testing.assert_allclose(mapped, logits / calibrate.FLOOR_TEMPERATURE, rtol=1e-15)
+    assert np.array_equal(expit(mapped) >= 0.5, logits >= 0)
+    assert np.array_equal(run_on_logits(calibrated(logit_passthrough(), power), logits)["score"] >= 0.5, logits >= 0)
+
+
 def test_the_method_is_signed_only_when_it_is_better_out_of_fold_and_allowed():
     logits, labels = lopsided(2.0, 0.7, 5_000, 7)
     selection = select_method(logits, labels, allow_signed=True)
@@ -145,13 +272,39 @@ def test_the_method_is_signed_only_when_it_is_better_out_of_fold_and_allowed():
     assert symmetric.single.log_loss <= symmetric.signed.log_loss and chosen_method(symmetric) == "temperature"
 
 
+def test_the_method_is_a_signed_power_when_it_is_best_out_of_fold_and_allowed():
+    logits, labels = powered(SignedPower(1.8, 2.2, 0.6, 0.7), 5_000, 14)
+    selection = select_method(logits, labels, allow_signed=True)
+    assert selection.signed_power.log_loss < min(selection.single.log_loss, selection.signed.log_loss)
+    assert chosen_method(selection) == "signed_power"
+    assert chosen_method(select_method(logits, labels, allow_signed=False)) == "temperature"
+
+
+@pytest.mark.parametrize("figures, method", [
+    ((0.30, 0.29, 0.28), "signed_power"), ((0.30, 0.28, 0.29), "signed_temperature"),
+    ((0.28, 0.29, 0.30), "temperature"), ((0.28, 0.28, 0.28), "temperature"),
+    ((0.30, 0.28, 0.28), "signed_temperature"),
+    ((0.30, 0.29, None), "signed_temperature"),  # a selection recorded before the signed power was a candidate
+])
+def test_the_lowest_out_of_fold_log_loss_wins_and_a_tie_goes_to_the_simpler_method(figures, method):
+    single, signed, power = ({"log_loss": value, "ece": 0.01} if value is not None else None for value in figures)
+    selection = {"folds": 5, "seed": 0, "signed_allowed": True, "single": single, "signed": signed,
+                 "signed_power": power}
+    assert chosen_method(CalibrationSelection.model_validate(selection)) == method
+    assert chosen_method(CalibrationSelection.model_validate({**selection, "signed_allowed": False})) == "temperature"
+
+
 def test_the_method_is_chosen_out_of_fold_not_on_the_reviews_it_was_fitted_on():
     logits, labels = lopsided(1.5, 1.5, 400, 9)
     selection = select_method(logits, labels, allow_signed=True)
     in_sample_single = calibrate._mean_log_loss(logits, labels, fit_temperature(logits, labels))
     in_sample_signed = calibrate._mean_log_loss(logits, labels, fit_signed_temperature(logits, labels))
-    assert in_sample_signed <= in_sample_single  # in sample, two parameters always look at least as good
+    in_sample_power = calibrate._mean_log_loss(logits, labels, fit_signed_power(logits, labels))
+    # in sample, more parameters always look at least as good
+    assert in_sample_power <= in_sample_signed <= in_sample_single
     assert selection.single.log_loss > in_sample_single and selection.signed.log_loss > in_sample_signed
+    assert selection.signed_power.log_loss > in_sample_power
+    assert chosen_method(selection) == "temperature"  # out of fold, the extra parameters only fitted noise
     assert select_method(logits[:4], labels[:4], allow_signed=True) is None  # fewer reviews than folds: no choice
 
 
@@ -270,6 +423,10 @@ def test_a_temperature_must_be_positive_and_finite(temperature):
         calibrated(tiny_model(), temperature)
     with pytest.raises(CalibrationError, match="positive number"):
         calibrated(tiny_model(), SignedTemperature(1.0, temperature))
+    with pytest.raises(CalibrationError, match="temperature must be a positive number"):
+        calibrated(tiny_model(), SignedPower(temperature, 1.0, 1.0, 1.0))
+    with pytest.raises(CalibrationError, match="power must be a positive number"):
+        calibrated(tiny_model(), SignedPower(1.0, 1.0, 1.0, temperature))
 
 
 def test_the_signed_graph_scores_sigmoid_of_the_logit_over_the_temperature_of_its_sign(tokens):
@@ -298,6 +455,41 @@ def test_the_signed_temperatures_are_float64_initializers_that_temperature_of_re
         calibrated(model.SerializeToString(), 2.0)
 
 
+def test_the_signed_power_graph_scores_sigmoid_of_the_numpy_formula(tokens):
+    power = SignedPower(4.0, 1.3, 0.6, 0.55)  # logits up to about +-40 stay within +-36.7 after the map
+    tokens = np.concatenate([tokens, [[0, 0, -1, 0], [1, 0, -3, 0]]]).astype(np.int32)  # logits of exactly 0
+    raw = raw_logits(tokens, bias=0.5)
+    assert (raw > 0).any() and (raw < 0).any() and (raw == 0).any()
+    outputs = run(calibrated(tiny_model(bias=0.5), power), tokens)
+    scores, logits = outputs["Identity:0"].reshape(-1), outputs[LOGIT_OUTPUT].reshape(-1)
+    # the formula written out, not through scaled_logits (the floor, |z| / e^7, does not bind at these logits)
+    expected = np.where(raw >= 0, (np.abs(raw) / 4.0) ** 1.3, -((np.abs(raw) / 0.6) ** 0.55))
+    assert (np.abs(expected) > np.abs(raw) / calibrate.FLOOR_TEMPERATURE)[raw != 0].all()
+    assert scores.dtype == logits.dtype == np.float64
+    np.testing.assert_allclose(logits, expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(scores, expit(expected), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(scores, expit(scaled_logits(raw, power)), rtol=0, atol=1e-12)
+    assert (logits[raw == 0] == 0).all() and (scores[raw == 0] == 0.5).all()
+    assert np.array_equal(scores >= 0.5, expit(raw) >= 0.5)
+    assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_the_signed_power_is_four_float64_initializers_that_temperature_of_reads():
+    model = onnx.load_from_string(calibrated(tiny_model(), SignedPower(1.25, 1.5, 0.75, 0.8)))
+    initializers = {init.name: init.data_type for init in model.graph.initializer}
+    names = ["temperature_positive", "power_positive", "temperature_negative", "power_negative"]
+    assert [initializers[name] for name in names] == [TensorProto.DOUBLE] * 4 and TEMPERATURE not in initializers
+    assert temperature_of(model) == SignedPower(1.25, 1.5, 0.75, 0.8)
+    assert {node.op_type for node in model.graph.node if node.name.startswith("calibration/")} == {
+        "Cast", "Less", "Where", "Abs", "Div", "Pow", "Max", "Sign", "Mul"}
+    with pytest.raises(CalibrationError, match="already calibrated"):
+        calibrated(model.SerializeToString(), SignedPower(1.0, 1.0, 1.0, 1.0))
+    (power,) = [init for init in model.graph.initializer if init.name == "power_negative"]
+    model.graph.initializer.remove(power)
+    with pytest.raises(CalibrationError, match="part of a signed power"):
+        temperature_of(model)
+
+
 def test_half_a_signed_temperature_is_refused():
     model = onnx.load_from_string(calibrated(tiny_model(), SignedTemperature(1.25, 0.75)))
     (negative,) = [init for init in model.graph.initializer if init.name == "temperature_negative"]
@@ -306,7 +498,7 @@ def test_half_a_signed_temperature_is_refused():
         temperature_of(model)
 
 
-@pytest.mark.parametrize("temperature", [2.0, SignedTemperature(2.0, 0.5)])
+@pytest.mark.parametrize("temperature", [2.0, SignedTemperature(2.0, 0.5), SignedPower(2.0, 1.5, 0.5, 0.7)])
 def test_uncalibrating_gives_back_the_raw_graph_byte_for_byte(temperature):
     raw = tiny_model()
     restored = uncalibrated(calibrated(raw, temperature))
@@ -314,8 +506,8 @@ def test_uncalibrating_gives_back_the_raw_graph_byte_for_byte(temperature):
     assert uncalibrated(raw) == raw
 
 
-@pytest.mark.parametrize("first", [2.0, SignedTemperature(2.0, 0.5)])
-@pytest.mark.parametrize("second", [0.7, SignedTemperature(0.9, 1.6)])
+@pytest.mark.parametrize("first", [2.0, SignedTemperature(2.0, 0.5), SignedPower(2.0, 1.5, 0.5, 0.7)])
+@pytest.mark.parametrize("second", [0.7, SignedTemperature(0.9, 1.6), SignedPower(1.1, 0.6, 1.4, 2.5)])
 def test_recalibrating_a_calibrated_graph_equals_calibrating_the_raw_graph(first, second, tokens):
     again = calibrated(uncalibrated(calibrated(tiny_model(), first)), second)
     assert again == calibrated(tiny_model(), second)
@@ -381,6 +573,30 @@ def test_calibrate_export_takes_a_signed_temperature_when_the_held_out_reviews_p
     assert single.calibration.selection.signed == record.selection.signed
 
 
+def test_calibrate_export_takes_a_signed_power_when_the_held_out_reviews_prefer_it(tmp_path):
+    rng = np.random.default_rng(15)
+    tokens = rng.integers(-3, 4, (4_000, WIDTH)).astype(np.int32)
+    raw = raw_logits(tokens)
+    truth = SignedPower(3.0, 1.6, 0.8, 0.6)  # logits up to about 20: within +-36.7 after the map
+    labels = (rng.random(len(tokens)) < expit(scaled_logits(raw, truth))).astype(int)
+    fit, test = slice(0, 3_000), slice(3_000, None)
+    result = calibrate.calibrate_export("tiny", tiny_model(), tokens[fit], labels[fit], "the first 3,000",
+                                        tokens[test], labels[test], tmp_path, allow_signed=True)
+    record = result.calibration
+    assert record.method == "signed_power" and record.temperature is None
+    assert recorded_temperature(record) == result.temperature == temperature_of(result.onnx_bytes)
+    assert record.power_positive > 1.2 and record.power_negative < 0.85
+    assert record.selection.signed_power.log_loss < min(record.selection.single.log_loss,
+                                                        record.selection.signed.log_loss)
+    np.testing.assert_array_equal(result.test_scores >= 0.5, result.before_scores >= 0.5)
+    assert (tmp_path / record.reliability_diagram).read_bytes().startswith(b"\x89PNG")
+    # not allowed (the bag family): one temperature, with the same comparison on record
+    single = calibrate.calibrate_export("tiny", tiny_model(), tokens[fit], labels[fit], "the first 3,000",
+                                        tokens[test], labels[test], allow_signed=False)
+    assert single.calibration.method == "temperature" and single.calibration.selection == record.selection.model_copy(
+        update={"signed_allowed": False})
+
+
 def test_the_rewrite_check_fails_loudly_on_a_changed_label_or_a_saturated_score():
     logits = np.array([-2.0, 1.0, 3.0])
     before = expit(logits).astype(np.float32)
@@ -397,6 +613,12 @@ def test_the_rewrite_check_fails_loudly_on_a_changed_label_or_a_saturated_score(
     calibrate.check_rewrite(before, logits, expit(scaled_logits(logits, signed)), scaled_logits(logits, signed), signed)
     with pytest.raises(CalibrationError, match="differ from sigmoid"):  # one temperature where there were two
         calibrate.check_rewrite(before, logits, after, logits / 2, signed)
+    power = SignedPower(2.0, 1.5, 0.5, 0.7)
+    mapped = scaled_logits(logits, power)
+    calibrate.check_rewrite(before, logits, expit(mapped), mapped, power)
+    with pytest.raises(CalibrationError, match="differ from sigmoid"):  # a signed temperature where there was a power
+        calibrate.check_rewrite(before, logits, expit(scaled_logits(logits, signed)), scaled_logits(logits, signed),
+                                power)
 
 
 # --- the metadata ------------------------------------------------------------------------------------------------
@@ -408,12 +630,18 @@ def calibration_record(**fields) -> dict:
             "after": metrics, **fields}
 
 
-def test_the_metadata_takes_one_temperature_or_a_signed_one():
+POWER_FIELDS = {"temperature_positive": 1.2, "power_positive": 1.5, "temperature_negative": 0.8, "power_negative": 0.7}
+
+
+def test_the_metadata_takes_one_temperature_a_signed_one_or_a_signed_power():
     single = Calibration.model_validate(calibration_record(temperature=1.3))
     assert single.method == "temperature" and recorded_temperature(single) == 1.3
     signed = Calibration.model_validate(calibration_record(method="signed_temperature", temperature_positive=1.2,
                                                            temperature_negative=0.8))
     assert recorded_temperature(signed) == SignedTemperature(1.2, 0.8)
+    power = Calibration.model_validate(calibration_record(method="signed_power", **POWER_FIELDS))
+    assert recorded_temperature(power) == SignedPower(1.2, 1.5, 0.8, 0.7)
+    assert Calibration.model_validate_json(power.model_dump_json()) == power
 
 
 @pytest.mark.parametrize("fields", [
@@ -424,6 +652,15 @@ def test_the_metadata_takes_one_temperature_or_a_signed_one():
     {"method": "temperature"},
     {"method": "temperature", "temperature": 1.0, "temperature_positive": 1.2},
     {"method": "signed_temperature", "temperature_positive": 1.2, "temperature_negative": -0.8},
+    {"method": "signed_temperature", "temperature_positive": 1.2, "temperature_negative": 0.8, "power_positive": 1.5},
+    {"method": "temperature", "temperature": 1.0, "power_negative": 0.7},
+    {"method": "signed_power", "temperature_positive": 1.2, "temperature_negative": 0.8},
+    {"method": "signed_power", "temperature_positive": 1.2, "temperature_negative": 0.8, "power_positive": 1.5},
+    {"method": "signed_power", **POWER_FIELDS, "temperature": 1.0},
+    {"method": "signed_power", **{**POWER_FIELDS, "power_positive": 0.0}},
+    {"method": "signed_power", **{**POWER_FIELDS, "power_negative": -1.0}},
+    {"method": "signed_power", "power_positive": 1.5, "power_negative": 0.7},
+    {"method": "isotonic", "temperature": 1.0},
 ])
 def test_the_metadata_refuses_temperatures_that_do_not_fit_the_method(fields):
     with pytest.raises(ValidationError):
@@ -436,6 +673,19 @@ def test_the_metadata_refuses_a_signed_temperature_its_selection_did_not_allow()
     with pytest.raises(ValidationError, match="did not allow"):
         Calibration.model_validate(calibration_record(method="signed_temperature", temperature_positive=1.2,
                                                       temperature_negative=0.8, selection=selection))
+    with pytest.raises(ValidationError, match="did not allow"):
+        Calibration.model_validate(calibration_record(method="signed_power", **POWER_FIELDS,
+                                                      selection={**selection, "signed_power": figures}))
+
+
+def test_the_metadata_refuses_a_signed_power_its_selection_did_not_compare():
+    figures = {"log_loss": 0.3, "ece": 0.02}
+    selection = {"folds": 5, "seed": 0, "signed_allowed": True, "single": figures, "signed": figures}
+    with pytest.raises(ValidationError, match="did not compare"):
+        Calibration.model_validate(calibration_record(method="signed_power", **POWER_FIELDS, selection=selection))
+    accepted = Calibration.model_validate(calibration_record(method="signed_power", **POWER_FIELDS,
+                                                             selection={**selection, "signed_power": figures}))
+    assert accepted.selection.signed_power.log_loss == 0.3
 
 
 def test_metadata_written_before_signed_temperatures_still_loads(tmp_path):
@@ -445,6 +695,18 @@ def test_metadata_written_before_signed_temperatures_still_loads(tmp_path):
     (tmp_path / "bigram_bag.json").write_text(json.dumps(old))
     calibration = read_metadata(tmp_path / "bigram_bag.json").calibration
     assert calibration.method == "temperature" and calibration.temperature > 0 and calibration.selection is None
+
+
+def test_a_selection_written_before_the_signed_power_still_loads_and_chooses_as_it_did():
+    old = json.loads((MODELS_DIR / "bigram_bag.json").read_text())
+    calibration = old["calibration"]
+    calibration["selection"].pop("signed_power", None)  # as the signed-temperature calibration wrote it
+    calibration["selection"]["rule"] = "signed temperature when it is allowed and its out-of-fold log loss is lower"
+    loaded = Calibration.model_validate(calibration)
+    assert loaded.selection.signed_power is None and chosen_method(loaded.selection) == loaded.method
+    signed = {**calibration, "method": "signed_temperature", "temperature": None, "temperature_positive": 1.2,
+              "temperature_negative": 0.8, "selection": {**calibration["selection"], "signed_allowed": True}}
+    assert Calibration.model_validate(signed).method == "signed_temperature"
 
 
 # --- the exact explanation -----------------------------------------------------------------------------------------
@@ -465,7 +727,13 @@ def test_bag_shares_refuse_a_model_with_a_signed_temperature():
         BagShares(signed)
 
 
-def test_the_bag_family_may_not_get_a_signed_temperature_and_the_others_may():
+def test_bag_shares_refuse_a_model_with_a_signed_power():
+    power = with_calibration(fakes.bag_model(), method="signed_power", **POWER_FIELDS)
+    with pytest.raises(ExplainError, match="signed_power calibration is not"):
+        BagShares(power)
+
+
+def test_the_bag_family_may_not_get_a_non_linear_map_and_the_others_may():
     assert not calibrate.signed_allowed({"family": "bag", "ngram_orders": [2]})
     assert calibrate.signed_allowed({"family": "conv1d"}) and calibrate.signed_allowed({"family": "conv_lstm"})
 
@@ -595,11 +863,10 @@ def test_the_command_names_a_missing_model(raw_export, capsys):
 # --- the committed models ---------------------------------------------------------------------------------------
 
 ECE_TARGET = 0.02
-# Calibration does not bring every model under the target. With one temperature conv1d, conv_lstm and
-# conv1d_tuned stayed at 0.033-0.040; the signed temperature their held-out reviews chose brings them to
-# 0.022-0.029, not under 0.02: a score of 0.5 stays at a logit of 0 whatever divides it, and conv1d's and
-# conv1d_tuned's reviews there are mostly of one label; conv_lstm's curve bends differently at different scores
-# of one side. The report says so, and the test below checks that it says so for exactly the models concerned.
+# Issue #15: every served model at most 0.02 on the test reviews. One temperature left conv1d, conv_lstm and
+# conv1d_tuned at 0.033-0.040 and a signed temperature at 0.022-0.029; the signed power their held-out reviews
+# chose (as they did for conv_lstm_tuned) brings all four under 0.02, bigram_bag keeps one temperature. The
+# report says which models meet the target, and the tests below check that it says so and that they all do.
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -610,8 +877,9 @@ def test_every_committed_model_is_calibrated_with_the_temperature_its_metadata_r
     model = onnx.load(MODELS_DIR / f"{name}.onnx", load_external_data=False)
     assert temperature_of(model) == recorded_temperature(calibration)
     assert [output.name for output in model.graph.output][1:] == [LOGIT_OUTPUT]
-    # the method is the one the held-out comparison chose, and never a signed one for the bag family
+    # the method is the one the held-out comparison chose, and never a non-linear one for the bag family
     assert calibration.method == chosen_method(calibration.selection)
+    assert calibration.method == "temperature" or metadata.config.get("family") != "bag"
     assert calibration.selection.signed_allowed == (metadata.config.get("family") != "bag")
     assert metadata.test_metrics.loss == pytest.approx(calibration.after.log_loss)
     assert calibration.after.log_loss <= calibration.before.log_loss + 1e-4  # fitted on other reviews
@@ -627,6 +895,11 @@ def test_the_report_says_which_models_meet_the_calibration_target_and_which_do_n
     meeting, _, missing = line.partition("; above it:")
     assert {name for name in MODEL_NAMES if f"`{name}`" in meeting} == {n for n, e in after.items() if e <= ECE_TARGET}
     assert {name for name in MODEL_NAMES if f"`{name}`" in missing} == {n for n, e in after.items() if e > ECE_TARGET}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_committed_model_meets_the_calibration_target(name):
+    assert read_metadata(MODELS_DIR / f"{name}.json").calibration.after.ece <= ECE_TARGET
 
 
 def test_the_most_accurate_model_meets_the_calibration_target():
@@ -655,21 +928,25 @@ def test_the_committed_report_shows_every_models_calibration():
         metadata = json.loads((MODELS_DIR / f"{name}.json").read_text())
         calibration = metadata["calibration"]
         assert f"![{name} reliability]({calibration['reliability_diagram']})" in report
-        if calibration["method"] == "signed_temperature":
+        if calibration["method"] == "signed_power":
+            temperatures = (f"T+ {calibration['temperature_positive']:.4f}, p+ {calibration['power_positive']:.4f}; "
+                            f"T− {calibration['temperature_negative']:.4f}, p− {calibration['power_negative']:.4f}")
+            method = "signed power"
+        elif calibration["method"] == "signed_temperature":
             temperatures = f"T+ {calibration['temperature_positive']:.4f}, T− {calibration['temperature_negative']:.4f}"
-            method = "signed"
+            method = "signed T"
         else:
             temperatures, method = f"{calibration['temperature']:.4f}", "one T"
         selection = calibration["selection"]
-        assert (f"| `{name}` | {method} ({selection['single']['log_loss']:.4f}, {selection['signed']['log_loss']:.4f}"
-                in report)
+        figures = ", ".join(f"{selection[key]['log_loss']:.4f}" for key in ("single", "signed", "signed_power"))
+        assert f"| `{name}` | {method} ({figures}" in report
         assert f" | {temperatures} | {calibration['fitted_on']} |" in report
 
 
-def test_the_committed_signed_models_keep_every_label_and_order_of_their_raw_export(imdb_dataset):
+def test_the_committed_non_linear_models_keep_every_label_and_order_of_their_raw_export(imdb_dataset):
     signed = [name for name in MODEL_NAMES
-              if read_metadata(MODELS_DIR / f"{name}.json").calibration.method == "signed_temperature"]
-    assert signed  # the convolutional models biased towards one label
+              if read_metadata(MODELS_DIR / f"{name}.json").calibration.method != "temperature"]
+    assert signed  # the convolutional and recurrent models
     for name in signed:
         metadata = read_metadata(MODELS_DIR / f"{name}.json")
         tokens = load_tokenizer(metadata, MODELS_DIR).encode_batch(imdb_dataset["test"].texts)

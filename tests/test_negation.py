@@ -1,11 +1,22 @@
-"""The tokenizer rule ``keras_negation``: the same words as Keras's rule, a negated known word shifted by num_words."""
+"""The tokenizer rules with scopes: ``keras_negation`` (a negated known word shifted by num_words) and
+``keras_scopes`` (also a word a contrast outweighs, shifted by 2 * num_words): the same words as Keras's rule."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from artifacts.tokenizer import KERAS, KERAS_NEGATION, OOV, START, Tokenizer, negation_scopes, text_to_words
+from artifacts.tokenizer import (
+    KERAS,
+    KERAS_NEGATION,
+    KERAS_SCOPES,
+    OOV,
+    START,
+    Tokenizer,
+    contrast_scopes,
+    negation_scopes,
+    text_to_words,
+)
 from artifacts.vocabulary import load_word_index
 from tests.conftest import KERAS_WORD_INDEX
 
@@ -13,6 +24,7 @@ NUM_WORDS = 10_000
 WORD_INDEX = load_word_index(KERAS_WORD_INDEX)
 negating = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_NEGATION)
 keras_rule = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS)
+scoping = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_SCOPES)
 
 
 def test_a_word_after_a_negation_gets_its_id_plus_num_words():
@@ -32,6 +44,23 @@ def test_apostrophe_less_negations_open_a_scope_too():
     assert negation_scopes("Nothing works") == [False, True]
 
 
+def test_a_contrast_outweighs_the_words_before_but_in_its_sentence():
+    assert contrast_scopes("The start was slow, but the ending was wonderful. Fine.") == [True] * 4 + [False] * 6
+    assert contrast_scopes("good but bad but ok") == [True, False, True, False, False]
+
+
+def test_a_concession_outweighs_the_rest_of_its_clause():
+    assert contrast_scopes("Although the cast is great, the film is dull") == [False] + [True] * 4 + [False] * 4
+    assert contrast_scopes("It was good, though.") == [False] * 4
+
+
+def test_the_scopes_rule_shifts_by_two_blocks_for_a_contrast_and_three_when_also_negated():
+    plain = keras_rule.encode("not good but great")
+    assert scoping.encode("not good but great") == [START, plain[1] + 2 * NUM_WORDS, plain[2] + 3 * NUM_WORDS,
+                                                    plain[3], plain[4]]
+    assert scoping.id_count == 4 * NUM_WORDS
+
+
 def test_unknown_words_stay_oov_inside_a_scope():
     assert negating.encode("not zzqqxxnotaword") == [START, negating.encode("not")[1], OOV]
 
@@ -48,6 +77,7 @@ def test_an_unknown_rule_is_refused():
 
 
 words_and_marks = st.lists(st.sampled_from(["not", "good", "never", "film", "didn't", "didnt", "but", "bad", "Ünï",
+                                            "although", "However", "though", "yet",
                                             "İ", ",", ".", "!", " ", "\t", ";", "<br />", "no", "great", "ΑΣ"]),
                            max_size=60).map(" ".join)
 
@@ -55,18 +85,22 @@ words_and_marks = st.lists(st.sampled_from(["not", "good", "never", "film", "did
 @given(st.one_of(st.text(), words_and_marks))
 @settings(max_examples=1_000, deadline=None)
 def test_the_words_are_kerass_and_only_scoped_known_words_are_shifted(text):
-    assert len(negation_scopes(text)) == len(text_to_words(text))
-    plain, negated = keras_rule.encode(text), negating.encode(text)
-    assert len(negated) == len(plain)
-    for scoped, before, after in zip([False, *negation_scopes(text)], plain, negated, strict=True):
-        assert after == (before + NUM_WORDS if scoped and before > OOV else before)
+    negated_words, outweighed_words = negation_scopes(text), contrast_scopes(text)
+    assert len(negated_words) == len(outweighed_words) == len(text_to_words(text))
+    plain, negated, scoped = keras_rule.encode(text), negating.encode(text), scoping.encode(text)
+    assert len(negated) == len(scoped) == len(plain)
+    for is_negated, is_outweighed, before, after_negation, after_scopes in zip(
+            [False, *negated_words], [False, *outweighed_words], plain, negated, scoped, strict=True):
+        known = before > OOV
+        assert after_negation == (before + NUM_WORDS * is_negated if known else before)
+        assert after_scopes == (before + NUM_WORDS * (is_negated + 2 * is_outweighed) if known else before)
 
 
 @given(words_and_marks, st.integers(1, 12))
 @settings(max_examples=500, deadline=None)
 def test_truncation_keeps_the_last_words_with_the_scopes_the_whole_review_gave_them(text, max_len):
-    short = Tokenizer(WORD_INDEX, NUM_WORDS, max_len, KERAS_NEGATION)
-    whole = negating.encode(text)
+    short = Tokenizer(WORD_INDEX, NUM_WORDS, max_len, KERAS_SCOPES)
+    whole = scoping.encode(text)
     encoded = short.encode_reviews([text])
     expected = whole[-max_len:]
     row = encoded.tokens[0]

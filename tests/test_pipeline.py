@@ -85,14 +85,14 @@ def test_the_exports_are_calibrated_on_the_kept_runs_validation_split(smoke_run,
     import onnx
     from onnx import TensorProto
 
-    from training.calibrate import LOGIT_OUTPUT, temperature_of
+    from training.calibrate import LOGIT_OUTPUT, recorded_temperature, temperature_of
 
     metadata = read_metadata(smoke_run / f"{name}.json")
     calibration = metadata.calibration
     assert (calibration.reviews, calibration.test_reviews) == (40, 200)  # the last fifth of 200 training reviews
     assert calibration.fitted_on.startswith(f"validation split of seed {metadata.training.seed} ")
     model = onnx.load(smoke_run / f"{name}.onnx")
-    assert temperature_of(model) == calibration.temperature
+    assert temperature_of(model) == recorded_temperature(calibration)  # whichever method the held-out reviews chose
     assert [(output.name, output.type.tensor_type.elem_type) for output in model.graph.output] == [
         ("Identity:0", TensorProto.DOUBLE), (LOGIT_OUTPUT, TensorProto.DOUBLE)]
     assert metadata.test_metrics.loss == pytest.approx(calibration.after.log_loss)
@@ -273,3 +273,16 @@ def test_a_counterfactual_preset_without_the_pairs_is_a_one_line_error(sample_ar
     assert code == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "robust_bag" in error and "cad/" in error
+
+
+def test_reviews_made_from_a_held_out_review_are_held_out_with_it():
+    from training.fit import split_shuffled
+
+    x, y = np.arange(10)[:, None], np.arange(10) % 2
+    order = np.arange(10)[::-1]  # the last fifth of the shuffle, reviews 1 and 0, is held out
+    extra = (np.array([[100], [101], [102]]), np.array([1, 0, 1]), np.array([-1, 0, 5]))  # 101 was made from 0
+    (fit_x, fit_y), (held_x, _) = split_shuffled(x, y, order, 0.2, extra)
+    assert sorted(held_x.ravel().tolist()) == [0, 1]
+    assert sorted(fit_x.ravel().tolist()) == [2, 3, 4, 5, 6, 7, 8, 9, 100, 102] and len(fit_y) == 10
+    (everything, _), nothing_held = split_shuffled(x, y, order, 0.0, extra)
+    assert len(everything) == 13 and nothing_held is None

@@ -1,5 +1,6 @@
 """Start-up faults: every broken model folder gives an error that names the file."""
 
+import dataclasses
 import json
 import shutil
 
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from artifacts.metadata import Robustness
 from service.app import create_app
 from service.config import Settings
 from service.repository import ModelLoadError, ModelRepository
+from tests import fakes
 from tests.conftest import MODEL_NAMES, MODELS_DIR
 
 
@@ -218,3 +221,19 @@ def test_an_output_the_service_does_not_understand_stops_start_up(tmp_path):
     with pytest.raises(ModelLoadError, match="tiny.onnx: outputs \\['logit', 'extra'\\] beside the score; only an "
                                              "optional 'logit'"):
         ModelRepository.load(tiny_model_dir(tmp_path, outputs=("logit", "extra")))
+
+
+def test_the_default_is_the_best_robustness_score_and_models_without_one_come_after():
+    def robust(name, accuracy, edited):
+        model = fakes.model(name, accuracy=accuracy)
+        figures = Robustness(cad_dev_pairs=1, cad_dev_original=1.0, cad_dev_edited=edited,
+                             cad_dev_pair_consistency=edited, cad_dev_originals_in_training=False, checklist_reviews=1,
+                             checklist=0.9, checklist_by_category={}, snippet_reviews=1, snippets_first_sentence=0.7,
+                             snippets_last_sentence=0.7)
+        return dataclasses.replace(model, metadata=model.metadata.model_copy(update={"robustness": figures}))
+
+    accurate, robust_one = robust("accurate", 0.92, 0.3), robust("robust", 0.90, 0.8)
+    unmeasured = fakes.model("unmeasured", accuracy=0.99)
+    assert robust_one.metadata.robustness_score == pytest.approx((0.90 + 0.8 + 0.9 + 0.7) / 4)
+    assert ModelRepository.of([accurate, unmeasured, robust_one]).default_name == "robust"
+    assert ModelRepository.of([unmeasured, fakes.model("other", accuracy=0.5)]).default_name == "unmeasured"

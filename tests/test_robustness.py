@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.cad import load_cad
+from training.cad import CadPair, Review, flipped, load_cad, substitutions
 from training.checklist import load_checklist
 from training.data import DataError
 from training.robustness import RobustnessSets, evaluate, sentences, snippets
@@ -81,3 +81,30 @@ def test_the_evaluation_counts_what_a_scorer_gets_right(tmp_path):
 
     always_positive = evaluate(lambda texts: np.full(len(texts), 0.7), sets, originals_in_training=True)
     assert always_positive.cad_dev_pair_consistency == 0.0 and always_positive.cad_dev_originals_in_training
+
+
+def pair(pair_id, original, label, edited):
+    return CadPair(pair_id, Review(original, label), Review(edited, 1 - label), 0)
+
+
+def test_substitutions_are_the_editors_consistent_one_word_swaps_per_direction():
+    pairs = [pair("1", "A great film, I loved it.", 1, "A great film, I hated it."),
+             pair("2", "I loved it and the cast.", 1, "I hated it and the cast."),
+             pair("3", "Bad. The cast was bad and the film is bad.", 0, "Good. The cast was good and the film is bad."),
+             pair("4", "It is bad, I hated it.", 0, "It is good, I loved it."),
+             pair("5", "Loved it, the plot is dull.", 1, "Loved it, the plot is fine.")]  # once, and unsure
+    lexicon = substitutions(pairs)
+    assert lexicon == {1: {"loved": "hated"}, 0: {"bad": "good"}}
+
+
+def test_a_flipped_review_keeps_the_text_around_the_swapped_words_and_takes_the_other_label():
+    lexicon = {1: {"great": "awful", "loved": "hated", "best": "worst"}, 0: {}}
+    made = flipped(Review("GREAT acting; I loved it, not the best.<br />Great!", 1), lexicon)
+    assert made == Review("awful acting; I hated it, not the worst.<br />awful!", 0)
+    assert flipped(Review("Great acting, I loved it.", 1), lexicon) is None  # two swaps: too little of it flipped
+
+
+def test_a_review_with_too_small_a_share_of_its_words_swapped_is_not_flipped():
+    lexicon = {1: {"great": "awful", "loved": "hated", "best": "worst"}, 0: {}}
+    review = Review("Great acting, I loved it, the best. " + "Then the plot goes on and on. " * 3, 1)  # 3 of 26
+    assert flipped(review, lexicon, min_share=0.1) is not None and flipped(review, lexicon, min_share=0.2) is None

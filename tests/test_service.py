@@ -184,10 +184,11 @@ def test_real_reviews_raise_no_warning_but_truncation(client, imdb_dataset):
 # ---- model choice and comparison
 
 
-def test_default_model_is_the_most_accurate(client):
-    best = max(MODEL_NAMES, key=lambda name: read_metadata(name)["test_metrics"]["accuracy"])
+def test_default_model_is_the_one_with_the_best_robustness_score(client):
+    models = client.get("/models").json()
+    best = max(models["models"], key=lambda model: model["robustness_score"] or 0.0)["name"]
     assert predict(client, ["fine"]).json()["results"][0]["model"] == best
-    assert client.get("/models").json()["default"] == best
+    assert models["default"] == best
 
 
 def test_batch_size_can_be_set_per_model(monkeypatch):

@@ -15,11 +15,12 @@ training reviews so that the dev figures measure reviews no model saw. Never an 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 
-from artifacts.tokenizer import text_to_words
+from artifacts.tokenizer import text_to_words, words_with_offsets
 from training.data import CAD_FOLDER, DataError, data_dir
 from training.data import CAD_SPLIT_FILES as SPLIT_FILES
 
@@ -85,3 +86,60 @@ def load_cad(split: str, imdb_train_texts: list[str], folder: Path | None = None
     if not pairs:
         raise DataError(f"{path}: no pair has an original among the IMDB training reviews")
     return CadSet(pairs, skipped)
+
+
+# --- counterfactuals made from the training pairs' edits --------------------------------------------------------
+# The editors' one-word substitutions (best -> worst, loved -> hated, is -> isn't ...) learned from the training
+# pairs, per direction, and applied to IMDB training reviews: a positive review with its positive words swapped
+# reads negative, and its topic words (names, plot) then appear under both labels, so a model cannot lean on them.
+# A substitution counts when the editors made it at least MIN_SUBSTITUTION_COUNT times in one direction, at most
+# 1 / MIN_DIRECTION_RATIO as often in the other ("but" -> "and" was made in both and is left out), and in at least
+# MIN_EDIT_RATE of the places the word stood in originals of that label: the editors changed "best" wherever it
+# carried the sentiment, "is" (-> "isn't") or "the" only in a few of their thousands of places.
+MIN_SUBSTITUTION_COUNT = 2
+MIN_DIRECTION_RATIO = 3.0
+MIN_EDIT_RATE = 0.2
+# A made review needs at least this many substitutions, and at least the caller's share of its words swapped;
+# with fewer, most of its sentiment would be left as it was and its new label would be noise.
+MIN_SUBSTITUTIONS = 3
+
+
+def substitutions(pairs: list[CadPair]) -> dict[int, dict[str, str]]:
+    """For originals of each label (1 positive, 0 negative): word -> the word the editors most often put in its
+    place to flip the review, for the substitutions made consistently in that direction."""
+    counts: dict[int, Counter] = {0: Counter(), 1: Counter()}  # (word, replacement) -> times
+    changed: dict[int, Counter] = {0: Counter(), 1: Counter()}  # word -> times replaced by anything
+    occurrences: dict[int, Counter] = {0: Counter(), 1: Counter()}
+    for pair in pairs:
+        before, after = text_to_words(pair.original.text), text_to_words(pair.edited.text)
+        occurrences[pair.original.label].update(before)
+        for operation, i1, i2, j1, j2 in SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+            if operation == "replace" and i2 - i1 == 1 and j2 - j1 == 1:
+                counts[pair.original.label][(before[i1], after[j1])] += 1
+                changed[pair.original.label][before[i1]] += 1
+    lexicon: dict[int, dict[str, str]] = {0: {}, 1: {}}
+    for label, found in counts.items():
+        other = counts[1 - label]
+        for (word, replacement), count in found.most_common():  # the most frequent replacement first
+            consistent = count >= MIN_DIRECTION_RATIO * other[(word, replacement)]
+            carries_sentiment = changed[label][word] >= MIN_EDIT_RATE * occurrences[label][word]
+            if count >= MIN_SUBSTITUTION_COUNT and consistent and carries_sentiment and word not in lexicon[label]:
+                lexicon[label][word] = replacement
+    return lexicon
+
+
+def flipped(review: Review, lexicon: dict[int, dict[str, str]], min_share: float = 0.0) -> Review | None:
+    """The review with every word of its label's substitutions replaced (the text around the words kept, so
+    punctuation and negation scopes stay), labelled the other way; None with fewer than MIN_SUBSTITUTIONS or
+    than ``min_share`` of its words swapped."""
+    replacements = lexicon[review.label]
+    pieces, last, made = [], 0, 0
+    words = words_with_offsets(review.text)
+    for word, start, end in words:
+        replacement = replacements.get(word)
+        if replacement is not None:
+            pieces += [review.text[last:start], replacement]
+            last, made = end, made + 1
+    if made < MIN_SUBSTITUTIONS or made < min_share * len(words):
+        return None
+    return Review("".join([*pieces, review.text[last:]]), 1 - review.label)

@@ -1,10 +1,10 @@
-"""Temperature scaling inside the exported ONNX graph: one temperature, or a signed temperature.
+"""Calibration inside the exported ONNX graph: one temperature, a signed temperature, or a signed power.
 
     python -m training.calibrate [--models NAME ...] [--out models/] [--data ARCHIVE] [--recalibrate]
 
-Each exported graph ends ``... MatMul -> Add -> Sigmoid -> score``. Calibration divides the logit by a
-temperature fitted on held-out training reviews (never the test set) by minimising their log loss, and rewrites
-the end of the graph. With one temperature T > 0 (method ``temperature``):
+Each exported graph ends ``... MatMul -> Add -> Sigmoid -> score``. Calibration maps the logit z by a strictly
+increasing, sign-keeping function fitted on held-out training reviews (never the test set) by minimising their
+log loss, and rewrites the end of the graph. With one temperature T > 0 (method ``temperature``):
 
     logit (float32) -> Cast to double -> Div by ``temperature`` (a float64 initializer) -> output ``logit``
                     -> Sigmoid -> score (the same output name as before, now double [batch, 1], still the first output)
@@ -16,22 +16,41 @@ only:
     logit (float32) -> Cast to double -> Div by Where(Less(logit, 0), ``temperature_negative``,
                     ``temperature_positive``) -> output ``logit`` -> Sigmoid -> score
 
-so every consumer of the file gets calibrated scores. Either keeps the sign of every logit, so every label and
+With a signed power (method ``signed_power``), each side also gets an exponent p > 0:
+
+    z' = sign(z) * max((|z| / T) ** p, |z| / FLOOR_TEMPERATURE),   T, p = T+, p+ for z >= 0 and T-, p- for z < 0
+
+    logit (float32) -> Cast to double -> Abs -> Div by Where(Less(z, 0), ``temperature_negative``,
+                    ``temperature_positive``) -> Pow by Where(Less(z, 0), ``power_negative``, ``power_positive``)
+                    -> Max with Abs / FLOOR_TEMPERATURE -> Mul by Sign(z) -> output ``logit`` -> Sigmoid -> score
+
+p > 1 makes a side's scores near 0.5 less sure and its extreme scores surer (``conv_lstm``: overconfident at
+0.6-0.85, underconfident above 0.93, which one divisor cannot follow), p < 1 the reverse; p = 1 is the signed
+temperature. The floor (FLOOR_TEMPERATURE = e^7, the largest temperature the fit allows) keeps the map from
+flattening at 0 when p > 1: without it a negative logit of about -1e-7 would map below 2e-16 in magnitude, where
+the float64 sigmoid is exactly 0.5 and the label would turn positive; with the exponents fitted in practice it
+binds only where scores are within 1e-5 of 0.5. p is bounded to [1/4, 4] (LOG_POWER_BOUNDS).
+
+Every consumer of the file gets calibrated scores. Each map keeps the sign of every logit, so every label and
 the accuracy stay as they were (but for a logit within float rounding of 0, whose score rounds to 0.5 from either
-side: the command checks every test label); either is continuous and strictly increasing in the logit (0 maps to
-0 from both sides), so the order of the scores and the ROC AUC stay too; neither has a bias term. The sigmoid is
-computed in float64: a float32 sigmoid is exactly 1.0 above a logit of about 16.6 (and exactly 0 below about -88,
-with values that lose all precision long before), a float64 one (onnxruntime's, symmetric) only beyond about
-+-36.7. The log loss of a review depends on T+ alone when its logit is >= 0 and on T- alone when it is < 0, so
-the two are fitted separately, each as one temperature on its side.
+side: the command checks every test label); each is continuous and strictly increasing in the logit (0 maps to
+0 from both sides), so the order of the scores and the ROC AUC stay too; none has a bias term (a bias would move
+the 0.5 threshold and change labels). The map and the sigmoid are computed in float64: a float32 sigmoid is
+exactly 1.0 above a logit of about 16.6 (and exactly 0 below about -88, with values that lose all precision long
+before), a float64 one (onnxruntime's, symmetric) only beyond about +-36.7; with p > 1 a side reaches that at a
+raw logit of T * 36.7 ** (1 / p) (8.4 for ``conv_lstm``'s positive side, whose test logits stay within 3.7).
+The log loss of a review depends on its side's parameters alone, so each side is fitted separately: the signed
+temperature as one temperature per side, the signed power by L-BFGS-B over (log T, log p) per side, starting
+from that side's signed temperature and p = 1 (so it never fits its reviews worse than the signed temperature).
 
 Which method a model gets is decided on the held-out reviews alone: ``SELECTION_FOLDS``-fold cross-validation
-(the reviews dealt into folds by a seeded permutation) scores each fold with the temperature(s) fitted on the
-other folds, and the signed temperature is taken only when its out-of-fold log loss is lower than one
-temperature's; both out-of-fold figures (log loss and ECE) go into the metadata's ``calibration.selection``.
-The caller says whether a signed temperature is allowed at all (``allow_signed``, by default not): the ``bag``
-family keeps one temperature, because its exact explanation (``service/explaining.py: BagShares``) needs the
-logit linear in its terms, which a sign-dependent divisor breaks (``signed_allowed`` tells from a model's config).
+(the reviews dealt into folds by a seeded permutation) scores each fold with each method fitted on the other
+folds, and the allowed method with the lowest out-of-fold log loss is taken (a tie goes to the simpler method);
+the three out-of-fold figures (log loss and ECE) go into the metadata's ``calibration.selection``. The caller
+says whether the non-linear maps (signed temperature, signed power) are allowed at all (``allow_signed``, by
+default not): the ``bag`` family keeps one temperature, because its exact explanation
+(``service/explaining.py: BagShares``) needs the logit linear in its terms, which a sign-dependent map breaks
+(``signed_allowed`` tells from a model's config).
 
 The held-out reviews are rebuilt from the metadata's training record, exactly as training drew them: the
 training reviews in the dataset's order, shuffled by ``np.random.default_rng(seed).permutation(n)``, and the
@@ -41,18 +60,18 @@ validation split of the kept seed, the reviews that chose the epochs; for a pres
 (``bigram_bag``) it is the part of the same shuffle that the refit held out for this purpose.
 
 A graph is calibrated once: ``calibrated`` refuses a graph that already has a temperature initializer
-(calibrating twice would divide twice). ``uncalibrated`` undoes the rewrite (either form) and gives back the
-raw graph, float32 sigmoid and all, so ``--recalibrate`` can fit again from the raw logit: it restores the raw
-graph of each named model (every model in ``--out`` without ``--models``), checks that the restored graph
+(calibrating twice would map twice). ``uncalibrated`` undoes the rewrite (any method) and gives back the raw
+graph, float32 sigmoid and all, byte for byte, so ``--recalibrate`` can fit again from the raw logit: it restores
+the raw graph of each named model (every model in ``--out`` without ``--models``), checks that the restored graph
 reproduces the ``before`` figures recorded in the metadata, and calibrates it as above. Without ``--models``
 and ``--recalibrate``, the command calibrates every model in ``--out`` that has no temperature yet and leaves
-the others alone. The command allows a signed temperature for every family but ``bag``.
+the others alone. The command allows the non-linear maps for every family but ``bag``.
 
 For each model the command checks on the test reviews that every label and the accuracy are unchanged, that
-the new scores are sigmoid(old logit / T) (T by the logit's sign for a signed temperature) within 1e-6 and that
-no score is exactly 0 or 1 (it fails loudly otherwise), then writes the new ONNX file, the metadata (checksum,
-size, test metrics of the calibrated scores and a ``calibration`` block with the method, the temperature(s), the
-held-out comparison and the before/after figures), ``<name>_reliability.png`` and REPORT.md.
+the new scores are sigmoid(map(old logit)) within 1e-6 and that no score is exactly 0 or 1 (it fails loudly
+otherwise), then writes the new ONNX file, the metadata (checksum, size, test metrics of the calibrated scores
+and a ``calibration`` block with the method, its parameters, the held-out comparison and the before/after
+figures), ``<name>_reliability.png`` and REPORT.md.
 """
 
 from __future__ import annotations
@@ -69,7 +88,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit
 
 from artifacts.metadata import (
@@ -87,6 +106,8 @@ from artifacts.metadata import (
 TEMPERATURE = "temperature"  # the float64 initializer the logit is divided by (one temperature)
 TEMPERATURE_POSITIVE = "temperature_positive"  # signed temperature: divides the logits >= 0
 TEMPERATURE_NEGATIVE = "temperature_negative"  # signed temperature: divides the logits < 0
+POWER_POSITIVE = "power_positive"  # signed power: the exponent of the logits >= 0 (with temperature_positive)
+POWER_NEGATIVE = "power_negative"  # signed power: the exponent of the logits < 0 (with temperature_negative)
 LOGIT_OUTPUT = "logit"  # the calibrated logit, the graph's second output
 _PREFIX = "calibration/"  # names of the nodes and tensors the rewrite adds
 _LOGIT_DOUBLE = "calibration/logit_float64"  # the raw logit, cast to double
@@ -94,13 +115,30 @@ _CAST_NODE = "calibration/cast_to_double"
 _ZERO = "calibration/zero"  # float64 0, the sign test's threshold
 _IS_NEGATIVE = "calibration/logit_is_negative"
 _DIVISOR = "calibration/temperature_by_sign"
-_INITIALIZERS = (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE, _ZERO)
+_EXPONENT = "calibration/power_by_sign"
+_MAGNITUDE = "calibration/logit_magnitude"
+_SCALED = "calibration/magnitude_over_temperature"
+_POWERED = "calibration/magnitude_powered"
+_SIGN = "calibration/logit_sign"
+_FLOOR_TEMPERATURE = "calibration/floor_temperature"  # float64 FLOOR_TEMPERATURE, a constant of the signed power
+_FLOOR = "calibration/magnitude_over_floor_temperature"
+_KEPT = "calibration/magnitude_mapped"
+_INITIALIZERS = (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE, POWER_POSITIVE, POWER_NEGATIVE, _ZERO,
+                 _FLOOR_TEMPERATURE)
+METHODS = ("temperature", "signed_temperature", "signed_power")  # from the simplest; a tie goes to the simpler
 SELECTION_FOLDS = 5  # cross-validation folds of the held-out reviews that choose the method
 SELECTION_SEED = 0  # deals the held-out reviews into folds
 ECE_BINS = 15
 LOG_LOSS_EPSILON = 1e-7  # scores are clipped to [eps, 1 - eps] for the log loss, as Keras's binary cross-entropy does
-PARITY_TOLERANCE = 1e-6  # |new score - sigmoid(old logit / T)|
+PARITY_TOLERANCE = 1e-6  # |new score - sigmoid(map(old logit))|
 LOG_TEMPERATURE_BOUNDS = (-7.0, 7.0)  # T from about 0.001 to 1,100
+# p from 1/4 to 4: a wider exponent mostly fits noise on a small held-out set (the out-of-fold selection then
+# rejects it) and makes (|z| / T) ** p reach the float64 sigmoid's saturation (|z'| > 36.7) at ordinary logits
+LOG_POWER_BOUNDS = (-math.log(4.0), math.log(4.0))
+# The signed power is never flatter than the flattest temperature the fit allows: |z'| >= |z| / FLOOR_TEMPERATURE.
+# With p > 1, (|z| / T) ** p alone sends a logit near 0 (about 1e-7 for p = 2.3) below 2e-16, where the float64
+# sigmoid rounds to exactly 0.5 and a negative logit would be labelled positive (and distinct tiny logits merge).
+FLOOR_TEMPERATURE = math.exp(LOG_TEMPERATURE_BOUNDS[1])
 BATCH_SIZE = 512
 
 log = logging.getLogger("training")
@@ -176,10 +214,28 @@ class SignedTemperature:
     negative: float
 
 
-Temperature = float | SignedTemperature  # one temperature, or one per sign of the logit
+@dataclass(frozen=True)
+class SignedPower:
+    """Map a logit z to sign(z) * max((|z| / T) ** p, |z| / FLOOR_TEMPERATURE), with T and p those of z's side:
+    ``temperature_positive`` and ``power_positive`` for z >= 0, ``temperature_negative`` and ``power_negative``
+    for z < 0 (all > 0). Keeps every logit's sign (0 maps to 0) and is continuous and strictly increasing, with
+    no bias term; p = 1 on both sides is a signed temperature. The floor only binds within about 0.01 of 0 (where
+    scores are within 1e-5 of 0.5) for the exponents fitted in practice."""
+
+    temperature_positive: float
+    power_positive: float
+    temperature_negative: float
+    power_negative: float
+
+
+# one temperature, one per sign of the logit, or a temperature and a power per sign
+Temperature = float | SignedTemperature | SignedPower
 
 
 def describe(temperature: Temperature) -> str:
+    if isinstance(temperature, SignedPower):
+        return (f"T+ = {temperature.temperature_positive:.4f}, p+ = {temperature.power_positive:.4f}, "
+                f"T- = {temperature.temperature_negative:.4f}, p- = {temperature.power_negative:.4f}")
     if isinstance(temperature, SignedTemperature):
         return f"T+ = {temperature.positive:.4f}, T- = {temperature.negative:.4f}"
     return f"T = {temperature:.4f}"
@@ -187,21 +243,36 @@ def describe(temperature: Temperature) -> str:
 
 def method_of(temperature: Temperature) -> str:
     """The metadata's ``calibration.method`` for a temperature."""
+    if isinstance(temperature, SignedPower):
+        return "signed_power"
     return "signed_temperature" if isinstance(temperature, SignedTemperature) else "temperature"
 
 
 def _check_temperature(temperature: Temperature) -> None:
-    values = ((temperature.positive, temperature.negative) if isinstance(temperature, SignedTemperature)
-              else (temperature,))
-    for value in values:
-        if not (math.isfinite(value) and value > 0):
-            raise CalibrationError(f"the temperature must be a positive number, not {value}")
+    if isinstance(temperature, SignedPower):
+        values = {"temperature": (temperature.temperature_positive, temperature.temperature_negative),
+                  "power": (temperature.power_positive, temperature.power_negative)}
+    elif isinstance(temperature, SignedTemperature):
+        values = {"temperature": (temperature.positive, temperature.negative)}
+    else:
+        values = {"temperature": (temperature,)}
+    for what, numbers in values.items():
+        for value in numbers:
+            if not (math.isfinite(value) and value > 0):
+                raise CalibrationError(f"the {what} must be a positive number, not {value}")
 
 
 def scaled_logits(logits_: np.ndarray, temperature: Temperature) -> np.ndarray:
-    """The logits divided as the calibrated graph divides them (float64): by T, or by T+ where the logit is
-    >= 0 and by T- where it is < 0."""
+    """The logits mapped as the calibrated graph maps them (float64): divided by T, or by T+ where the logit is
+    >= 0 and by T- where it is < 0; for a signed power, sign(z) * max((|z| / T) ** p, |z| / FLOOR_TEMPERATURE)
+    with T and p of z's side."""
     logits_ = np.asarray(logits_, dtype=np.float64)
+    if isinstance(temperature, SignedPower):
+        negative = logits_ < 0
+        divisor = np.where(negative, temperature.temperature_negative, temperature.temperature_positive)
+        exponent = np.where(negative, temperature.power_negative, temperature.power_positive)
+        magnitude = np.abs(logits_)
+        return np.sign(logits_) * np.maximum((magnitude / divisor) ** exponent, magnitude / FLOOR_TEMPERATURE)
     if isinstance(temperature, SignedTemperature):
         return logits_ / np.where(logits_ < 0, temperature.negative, temperature.positive)
     return logits_ / temperature
@@ -209,17 +280,27 @@ def scaled_logits(logits_: np.ndarray, temperature: Temperature) -> np.ndarray:
 
 def temperature_of(onnx_bytes: bytes | onnx.ModelProto) -> Temperature | None:
     """The graph's temperature: a float (one ``temperature`` initializer), a SignedTemperature
-    (``temperature_positive`` and ``temperature_negative``), or None when it is not calibrated."""
+    (``temperature_positive`` and ``temperature_negative``), a SignedPower (those two and ``power_positive``
+    and ``power_negative``), or None when it is not calibrated."""
     model = onnx_bytes if isinstance(onnx_bytes, onnx.ModelProto) else onnx.load_from_string(onnx_bytes)
     found = {init.name: float(numpy_helper.to_array(init)) for init in model.graph.initializer
-             if init.name in (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE)}
+             if init.name in (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE, POWER_POSITIVE,
+                              POWER_NEGATIVE)}
     if TEMPERATURE in found:
         if len(found) > 1:
-            raise CalibrationError(f"the graph has both a temperature and a signed temperature: {sorted(found)}")
+            raise CalibrationError(f"the graph has both a temperature and a signed temperature or power: "
+                                   f"{sorted(found)}")
         return found[TEMPERATURE]
-    if len(found) == 1:
+    signed = {name for name in (TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE) if name in found}
+    powers = {name for name in (POWER_POSITIVE, POWER_NEGATIVE) if name in found}
+    if len(signed) == 1:
         raise CalibrationError(f"the graph has only half a signed temperature: {sorted(found)}")
-    if found:
+    if powers and len(powers) + len(signed) < 4:
+        raise CalibrationError(f"the graph has only part of a signed power: {sorted(found)}")
+    if powers:
+        return SignedPower(found[TEMPERATURE_POSITIVE], found[POWER_POSITIVE], found[TEMPERATURE_NEGATIVE],
+                           found[POWER_NEGATIVE])
+    if signed:
         return SignedTemperature(found[TEMPERATURE_POSITIVE], found[TEMPERATURE_NEGATIVE])
     return None
 
@@ -260,13 +341,14 @@ def scores_and_logits(onnx_bytes: bytes, tokens: np.ndarray, batch_size: int = B
 
 def logits(onnx_bytes: bytes, tokens: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """The graph's logits (its final Sigmoid's input) for ``tokens``, as float64: the raw logit of an
-    uncalibrated graph, the calibrated one (already divided by the temperature) of a calibrated graph."""
+    uncalibrated graph, the calibrated one (already mapped by the calibration) of a calibrated graph."""
     return scores_and_logits(onnx_bytes, tokens, batch_size)[1]
 
 
 def calibrated(onnx_bytes: bytes, temperature: Temperature) -> bytes:
     """The graph with its logit divided by ``temperature`` (a float, or a SignedTemperature: by T+ or T- by the
-    logit's sign) before the sigmoid, in float64 (see the module's docstring). The input is unchanged; the score
+    logit's sign), or mapped by a SignedPower, before the sigmoid, in float64 (see the module's docstring). The
+    input is unchanged; the score
     output keeps its name and comes first, now double; the calibrated logit is a second output, ``logit``.
     Refuses a graph that is already calibrated (``uncalibrated`` gives back the raw graph)."""
     _check_temperature(temperature)
@@ -282,12 +364,34 @@ def calibrated(onnx_bytes: bytes, temperature: Temperature) -> bytes:
         raise CalibrationError(f"the score output {score.name!r} is not float32")
     taken = ({name for node in graph.node for name in (*node.input, *node.output)}
              | {info.name for info in (*graph.input, *graph.output)} | {init.name for init in graph.initializer})
-    clashes = sorted(taken & {*_INITIALIZERS, LOGIT_OUTPUT, _LOGIT_DOUBLE, _IS_NEGATIVE, _DIVISOR})
+    clashes = sorted(taken & {*_INITIALIZERS, LOGIT_OUTPUT, _LOGIT_DOUBLE, _IS_NEGATIVE, _DIVISOR, _EXPONENT,
+                              _MAGNITUDE, _SCALED, _POWERED, _SIGN, _FLOOR, _KEPT})
     if clashes:
         raise CalibrationError(f"the graph already uses the names {clashes}")
     raw_logit = sigmoid.input[0]
     nodes = [helper.make_node("Cast", [raw_logit], [_LOGIT_DOUBLE], to=TensorProto.DOUBLE, name=_CAST_NODE)]
-    if isinstance(temperature, SignedTemperature):
+    if isinstance(temperature, SignedPower):
+        # sign(z) * max((|z| / T) ** p, |z| / FLOOR_TEMPERATURE): |z| / T >= 0, so Pow never sees a negative base;
+        # z = 0 gives max(0 ** p, 0) = 0 (p > 0) times Sign(0) = 0, the logit of a score of exactly 0.5, as before
+        nodes += [
+            helper.make_node("Less", [_LOGIT_DOUBLE, _ZERO], [_IS_NEGATIVE], name="calibration/is_negative"),
+            helper.make_node("Where", [_IS_NEGATIVE, TEMPERATURE_NEGATIVE, TEMPERATURE_POSITIVE], [_DIVISOR],
+                             name="calibration/temperature_by_sign"),
+            helper.make_node("Where", [_IS_NEGATIVE, POWER_NEGATIVE, POWER_POSITIVE], [_EXPONENT],
+                             name="calibration/power_by_sign"),
+            helper.make_node("Abs", [_LOGIT_DOUBLE], [_MAGNITUDE], name="calibration/magnitude"),
+            helper.make_node("Div", [_MAGNITUDE, _DIVISOR], [_SCALED], name="calibration/divide_by_temperature"),
+            helper.make_node("Pow", [_SCALED, _EXPONENT], [_POWERED], name="calibration/raise_to_power"),
+            helper.make_node("Div", [_MAGNITUDE, _FLOOR_TEMPERATURE], [_FLOOR], name="calibration/floor"),
+            helper.make_node("Max", [_POWERED, _FLOOR], [_KEPT], name="calibration/at_least_floor"),
+            helper.make_node("Sign", [_LOGIT_DOUBLE], [_SIGN], name="calibration/sign"),
+            helper.make_node("Mul", [_SIGN, _KEPT], [LOGIT_OUTPUT], name="calibration/restore_sign"),
+        ]
+        initializers = {_ZERO: 0.0, TEMPERATURE_POSITIVE: temperature.temperature_positive,
+                        POWER_POSITIVE: temperature.power_positive,
+                        TEMPERATURE_NEGATIVE: temperature.temperature_negative,
+                        POWER_NEGATIVE: temperature.power_negative, _FLOOR_TEMPERATURE: FLOOR_TEMPERATURE}
+    elif isinstance(temperature, SignedTemperature):
         nodes += [
             helper.make_node("Less", [_LOGIT_DOUBLE, _ZERO], [_IS_NEGATIVE], name="calibration/is_negative"),
             helper.make_node("Where", [_IS_NEGATIVE, TEMPERATURE_NEGATIVE, TEMPERATURE_POSITIVE], [_DIVISOR],
@@ -320,7 +424,7 @@ def calibrated(onnx_bytes: bytes, temperature: Temperature) -> bytes:
 
 
 def uncalibrated(onnx_bytes: bytes) -> bytes:
-    """The raw graph a calibrated one was made from (either form): the nodes and initializers ``calibrated``
+    """The raw graph a calibrated one was made from (any method): the nodes and initializers ``calibrated``
     added are removed, the final Sigmoid reads the float32 logit again, the score is float32 again and the
     ``logit`` output is gone. A graph without a temperature is returned as it is."""
     model = onnx.load_from_string(onnx_bytes)
@@ -356,7 +460,8 @@ def uncalibrated(onnx_bytes: bytes) -> bytes:
 
 
 def _mean_log_loss(logits_: np.ndarray, labels: np.ndarray, temperature: Temperature) -> float:
-    """Mean binary cross-entropy of sigmoid(logit / T), computed from the logit (no clipping, no overflow)."""
+    """Mean binary cross-entropy of sigmoid(map(logit)), computed from the mapped logit (no clipping, no
+    overflow)."""
     scaled = scaled_logits(logits_, temperature)
     return float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled))
 
@@ -393,46 +498,100 @@ def fit_signed_temperature(logits_: np.ndarray, labels: np.ndarray) -> SignedTem
     return SignedTemperature(*sides)
 
 
+def _fit_power_side(logits_: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[float, float]:
+    """The T, p > 0 that minimise the log loss of the signed power's map (``scaled_logits``) over logits of one
+    sign (none of them 0), from T = ``temperature`` (that side's signed temperature) and p = 1: L-BFGS-B over
+    (log T, log p), with the gradient. The loss is not convex in (T, p), so the search starts from the signed
+    temperature's optimum and never ends worse than it."""
+    sign = np.sign(logits_)
+    log_magnitude = np.log(np.abs(logits_))
+    floor = np.abs(logits_) / FLOOR_TEMPERATURE
+
+    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        log_t, log_p = theta
+        power = math.exp(log_p)
+        powered_ = np.exp(power * (log_magnitude - log_t))
+        mapped = sign * np.maximum(powered_, floor)
+        # d loss / d mapped, per review; where the floor binds, the map does not depend on (T, p)
+        residual = np.where(powered_ >= floor, expit(mapped) - labels, 0.0)
+        loss = float(np.mean(np.logaddexp(0.0, mapped) - labels * mapped))
+        gradient = np.array([np.mean(residual * mapped * -power),
+                             np.mean(residual * mapped * power * (log_magnitude - log_t))])
+        return loss, gradient
+
+    start = np.array([min(max(math.log(temperature), LOG_TEMPERATURE_BOUNDS[0]), LOG_TEMPERATURE_BOUNDS[1]), 0.0])
+    result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B",
+                      bounds=[LOG_TEMPERATURE_BOUNDS, LOG_POWER_BOUNDS],
+                      options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1_000})
+    best = result.x if loss_and_gradient(result.x)[0] <= loss_and_gradient(start)[0] else start
+    return float(math.exp(best[0])), float(math.exp(best[1]))
+
+
+def fit_signed_power(logits_: np.ndarray, labels: np.ndarray) -> SignedPower:
+    """The T+, p+, T-, p- > 0 that minimise the log loss of sigmoid(sign(z) * (|z| / T) ** p), T and p those of
+    the logit's side. As for the signed temperature, a review's loss depends on its side's pair alone, so each
+    side is fitted on its own, from its signed temperature and p = 1 (``_fit_power_side``); a logit of exactly 0
+    maps to 0 whatever the pair, and a side without any other logit keeps its signed temperature and p = 1."""
+    logits_, labels = _as_pairs(logits_, labels)
+    start = fit_signed_temperature(logits_, labels)
+    pairs = []
+    for side, temperature in ((logits_ > 0, start.positive), (logits_ < 0, start.negative)):
+        pairs.append(_fit_power_side(logits_[side], labels[side], temperature) if side.any() else (temperature, 1.0))
+    (positive, power_positive), (negative, power_negative) = pairs
+    return SignedPower(positive, power_positive, negative, power_negative)
+
+
 def signed_allowed(config: dict) -> bool:
-    """Whether a model with this training config may get a signed temperature: every family but ``bag``, whose
-    exact explanation (``service/explaining.py: BagShares``) needs the logit linear in its terms."""
+    """Whether a model with this training config may get a non-linear map of its logit (a signed temperature or
+    a signed power): every family but ``bag``, whose exact explanation (``service/explaining.py: BagShares``)
+    needs the logit linear in its terms, so it keeps one temperature."""
     return config.get("family") != "bag"
 
 
 def select_method(logits_: np.ndarray, labels: np.ndarray, allow_signed: bool, folds: int = SELECTION_FOLDS,
                   seed: int = SELECTION_SEED) -> CalibrationSelection | None:
     """Cross-validation on the held-out reviews: the reviews are dealt into ``folds`` folds by a seeded
-    permutation; each fold is scored with one temperature and with a signed temperature, each fitted on the other
-    folds. Returns both out-of-fold figures (log loss from the logit, ECE of the scores); None when there are
-    fewer reviews than folds. ``chosen_method`` reads the choice off it."""
+    permutation; each fold is scored with one temperature, with a signed temperature and with a signed power,
+    each fitted on the other folds. Returns the three out-of-fold figures (log loss from the logit, ECE of the
+    scores), whether the non-linear methods are allowed (``allow_signed``) or not; None when there are fewer
+    reviews than folds. ``chosen_method`` reads the choice off it."""
     logits_, labels = _as_pairs(logits_, labels)
     if len(labels) < folds:
         return None
     fold_of = np.empty(len(labels), dtype=np.int64)
     fold_of[np.random.default_rng(seed).permutation(len(labels))] = np.arange(len(labels)) % folds
-    single, signed = np.empty(len(labels)), np.empty(len(labels))
+    out_of_fold = {method: np.empty(len(labels)) for method in METHODS}
     for fold in range(folds):
         held, rest = fold_of == fold, fold_of != fold
-        single[held] = scaled_logits(logits_[held], fit_temperature(logits_[rest], labels[rest]))
-        signed[held] = scaled_logits(logits_[held], fit_signed_temperature(logits_[rest], labels[rest]))
+        for method, scaled in out_of_fold.items():
+            scaled[held] = scaled_logits(logits_[held], fit(logits_[rest], labels[rest], method))
 
     def figures(scaled: np.ndarray) -> HeldOutFigures:
         return HeldOutFigures(log_loss=float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled)),
                               ece=expected_calibration_error(labels, expit(scaled)))
 
-    return CalibrationSelection(folds=folds, seed=seed, signed_allowed=allow_signed, single=figures(single),
-                                signed=figures(signed))
+    return CalibrationSelection(folds=folds, seed=seed, signed_allowed=allow_signed,
+                                single=figures(out_of_fold["temperature"]),
+                                signed=figures(out_of_fold["signed_temperature"]),
+                                signed_power=figures(out_of_fold["signed_power"]))
 
 
 def chosen_method(selection: CalibrationSelection | None) -> str:
-    """``signed_temperature`` when it is allowed and its out-of-fold log loss is lower, else ``temperature``."""
-    if selection is not None and selection.signed_allowed and selection.signed.log_loss < selection.single.log_loss:
-        return "signed_temperature"
-    return "temperature"
+    """The allowed method with the lowest out-of-fold log loss: ``temperature`` alone when the non-linear ones
+    are not allowed (or there was no selection); a tie goes to the simpler method (``METHODS``' order). A record
+    made before the signed power has no figures for it, and its choice was between the other two."""
+    if selection is None or not selection.signed_allowed:
+        return "temperature"
+    figures = {"temperature": selection.single, "signed_temperature": selection.signed,
+               "signed_power": selection.signed_power}
+    candidates = [method for method in METHODS if figures[method] is not None]
+    return min(candidates, key=lambda method: (figures[method].log_loss, METHODS.index(method)))
 
 
 def fit(logits_: np.ndarray, labels: np.ndarray, method: str) -> Temperature:
-    """The temperature of ``method``, fitted on all the reviews."""
+    """The map of ``method``, fitted on all the reviews."""
+    if method == "signed_power":
+        return fit_signed_power(logits_, labels)
     if method == "signed_temperature":
         return fit_signed_temperature(logits_, labels)
     if method == "temperature":
@@ -541,7 +700,12 @@ class Calibrated:
 
 
 def temperature_fields(temperature: Temperature) -> dict:
-    """The metadata's ``calibration`` fields that say how the logit is divided."""
+    """The metadata's ``calibration`` fields that say how the logit is mapped."""
+    if isinstance(temperature, SignedPower):
+        return {"method": "signed_power", "temperature_positive": temperature.temperature_positive,
+                "power_positive": temperature.power_positive,
+                "temperature_negative": temperature.temperature_negative,
+                "power_negative": temperature.power_negative}
     if isinstance(temperature, SignedTemperature):
         return {"method": "signed_temperature", "temperature_positive": temperature.positive,
                 "temperature_negative": temperature.negative}
@@ -550,6 +714,9 @@ def temperature_fields(temperature: Temperature) -> dict:
 
 def recorded_temperature(calibration: Calibration) -> Temperature:
     """The temperature a metadata's ``calibration`` block records, as ``temperature_of`` reads it off the graph."""
+    if calibration.method == "signed_power":
+        return SignedPower(calibration.temperature_positive, calibration.power_positive,
+                           calibration.temperature_negative, calibration.power_negative)
     if calibration.method == "signed_temperature":
         return SignedTemperature(calibration.temperature_positive, calibration.temperature_negative)
     return calibration.temperature
@@ -558,22 +725,24 @@ def recorded_temperature(calibration: Calibration) -> Temperature:
 def calibrate_export(name: str, onnx_bytes: bytes, fit_tokens: np.ndarray, fit_labels: np.ndarray, fitted_on: str,
                      test_tokens: np.ndarray, test_labels: np.ndarray, out: Path | None = None, *,
                      allow_signed: bool = False, folds: int = SELECTION_FOLDS) -> Calibrated:
-    """Choose the method on the held-out reviews (``select_method``: a signed temperature only when
-    ``allow_signed`` and it is better out of fold), fit it on all of them, rewrite the graph, and check the
-    rewrite on the test reviews: every label unchanged, scores = sigmoid(old logit / T) within
-    PARITY_TOLERANCE, no score exactly 0 or 1 (CalibrationError otherwise). ``onnx_bytes`` is the raw export
-    (``uncalibrated`` gives it back from a calibrated one). Writes ``<name>_reliability.png`` into ``out`` when it
-    is given. The test reviews only measure: nothing is chosen or fitted on them."""
+    """Choose the method on the held-out reviews (``select_method``: a signed temperature or a signed power
+    only when ``allow_signed`` allows a non-linear map and its out-of-fold log loss is the lowest), fit it on all
+    of them, rewrite the graph, and check the rewrite on the test reviews: every label unchanged, scores =
+    sigmoid(map(old logit)) within PARITY_TOLERANCE, no score exactly 0 or 1 (CalibrationError otherwise).
+    ``onnx_bytes`` is the raw export (``uncalibrated`` gives it back from a calibrated one). Writes
+    ``<name>_reliability.png`` into ``out`` when it is given. The test reviews only measure: nothing is chosen or
+    fitted on them."""
     fit_labels = np.asarray(fit_labels).reshape(-1)
     test_labels = np.asarray(test_labels).reshape(-1)
     _, fit_logits = scores_and_logits(onnx_bytes, fit_tokens)
     selection = select_method(fit_logits, fit_labels, allow_signed, folds)
     method = chosen_method(selection)
     if selection is not None:
-        log.info("%s: %d-fold out-of-fold log loss on %s: one temperature %.5f (ECE %.4f), signed %.5f (ECE %.4f)%s; "
-                 "method %s", name, selection.folds, fitted_on, selection.single.log_loss, selection.single.ece,
-                 selection.signed.log_loss, selection.signed.ece, "" if allow_signed else " (signed not allowed)",
-                 method)
+        log.info("%s: %d-fold out-of-fold log loss on %s: one temperature %.5f (ECE %.4f), signed temperature "
+                 "%.5f (ECE %.4f), signed power %.5f (ECE %.4f)%s; method %s", name, selection.folds, fitted_on,
+                 selection.single.log_loss, selection.single.ece, selection.signed.log_loss, selection.signed.ece,
+                 selection.signed_power.log_loss, selection.signed_power.ece,
+                 "" if allow_signed else " (non-linear maps not allowed)", method)
     temperature = fit(fit_logits, fit_labels, method)
     log.info("%s: %s fitted on %s; their log loss %.4f -> %.4f", name, describe(temperature), fitted_on,
              _mean_log_loss(fit_logits, fit_labels, 1.0), _mean_log_loss(fit_logits, fit_labels, temperature))
@@ -603,7 +772,7 @@ def calibrate_export(name: str, onnx_bytes: bytes, fit_tokens: np.ndarray, fit_l
 
 def check_rewrite(before: np.ndarray, raw_logits: np.ndarray, after: np.ndarray, new_logits: np.ndarray,
                   temperature: Temperature) -> None:
-    """The calibrated graph changes the scores by the temperature only (CalibrationError otherwise)."""
+    """The calibrated graph changes the scores by the temperature's map only (CalibrationError otherwise)."""
     if after.dtype != np.float64:
         raise CalibrationError(f"the calibrated scores are {after.dtype}, not float64")
     changed = int(np.sum((before >= 0.5) != (after >= 0.5)))
@@ -612,13 +781,14 @@ def check_rewrite(before: np.ndarray, raw_logits: np.ndarray, after: np.ndarray,
     expected = scaled_logits(raw_logits, temperature)
     difference = float(np.max(np.abs(after - expit(expected))))
     if not difference <= PARITY_TOLERANCE:
-        raise CalibrationError(f"calibrated scores differ from sigmoid(logit / T) by {difference:.3g} "
-                               f"(tolerance {PARITY_TOLERANCE})")
+        raise CalibrationError(f"calibrated scores differ from sigmoid(logit / T) ({describe(temperature)}) by "
+                               f"{difference:.3g} (tolerance {PARITY_TOLERANCE})")
     if not np.allclose(new_logits, expected, rtol=1e-12, atol=0):
-        raise CalibrationError("the graph's logit output is not the raw logit divided by the temperature")
+        raise CalibrationError(f"the graph's logit output is not the raw logit mapped by {describe(temperature)}")
     saturated = int(np.sum((after == 0.0) | (after == 1.0)))
     if saturated:
-        raise CalibrationError(f"{saturated} calibrated scores are exactly 0 or 1 (|logit / T| above about 36.7)")
+        raise CalibrationError(f"{saturated} calibrated scores are exactly 0 or 1 (a calibrated logit beyond about "
+                               "+-36.7)")
 
 
 # --- the command -------------------------------------------------------------------------------------------------
@@ -660,8 +830,8 @@ BEFORE_TOLERANCE = 1e-9
 def calibrate_model(name: str, out: Path, dataset: dict, cache: dict, recalibrate: bool = False) -> ModelMetadata:
     """Calibrate ``out/<name>.onnx`` in place, with its metadata, from the dataset it was trained on. With
     ``recalibrate``, a calibrated model is first restored to its raw graph (``uncalibrated``); the restored graph
-    must reproduce the ``before`` figures the metadata records. A signed temperature is allowed unless the
-    model's family is ``bag`` (``signed_allowed``)."""
+    must reproduce the ``before`` figures the metadata records. A signed temperature or a signed power is
+    allowed unless the model's family is ``bag`` (``signed_allowed``)."""
     from artifacts.loading import load_tokenizer
     from artifacts.vocabulary import file_sha256
     from training import evaluate
@@ -684,6 +854,10 @@ def calibrate_model(name: str, out: Path, dataset: dict, cache: dict, recalibrat
         raise CalibrationError(f"{name}: the metadata has no training record or test metrics to rebuild the "
                                "held-out reviews from and check against")
     training = metadata.training
+    if training.counterfactual is not None:  # its training reviews are not the dataset's: the pipeline's own set
+        raise CalibrationError(f"{name} was trained with counterfactual pairs, and this command rebuilds held-out "
+                               f"reviews from the IMDB training reviews alone; retrain it (python -m training "
+                               f"--models {name}), which calibrates on its own held-out reviews")
     held_out = calibration_reviews(training)
     # the reviews the pipeline used: all of them, or the balanced sample a --limit run took
     total = len(dataset["train"])

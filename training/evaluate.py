@@ -180,8 +180,9 @@ ECE_TARGET = 0.02  # the issue's target for every served model, on the test revi
 
 
 def calibration_section(ranked: list[ModelMetadata]) -> list[str]:
-    """Temperature scaling: the method and temperature(s) of each model, the held-out comparison that chose the
-    method, the figures before and after on the test set, and a reliability diagram per model."""
+    """Temperature scaling: the method and its parameters (temperature(s), power(s)) for each model, the held-out
+    comparison that chose the method, the figures before and after on the test set, and a reliability diagram per
+    model."""
     calibrated = [meta for meta in ranked if meta.calibration is not None]
     if not calibrated:
         return []
@@ -189,16 +190,18 @@ def calibration_section(ranked: list[ModelMetadata]) -> list[str]:
         "",
         "## Calibration (test set)",
         "",
-        "Each export divides its logit inside the ONNX graph, then applies the sigmoid in float64 "
-        "(`training/calibrate.py`): by one temperature T, or by a signed temperature, T+ for a logit ≥ 0 and T− "
-        "for a logit < 0. Both keep the sign of every logit and the order of the scores, with no bias term, so "
-        "every label, the accuracy, the confusion matrix and the ROC AUC are unchanged; the test loss and ROC AUC "
-        "in the first table are those of the calibrated scores. The temperatures minimise the log loss on "
-        "held-out training reviews, never on the test set: the validation split that chose the epochs, or for a "
-        "refitted model the reviews the refit held out. The method is chosen on the same reviews: "
+        "Each export maps its logit z inside the ONNX graph, then applies the sigmoid in float64 "
+        "(`training/calibrate.py`): z / T with one temperature T; z / T+ for z ≥ 0 and z / T− for z < 0 with a "
+        "signed temperature; or sign(z) · (|z| / T)^p with a signed power, T+ and p+ for z ≥ 0, T− and p− for "
+        "z < 0 (p > 1 makes the scores near 0.5 less sure and the extreme ones surer, p < 1 the reverse). Each "
+        "is continuous and strictly increasing, maps 0 to 0 and keeps the sign of every logit, with no bias "
+        "term, so every label, the accuracy, the confusion matrix and the ROC AUC are unchanged; the test loss "
+        "and ROC AUC in the first table are those of the calibrated scores. The parameters minimise the log "
+        "loss on held-out training reviews, never on the test set: the validation split that chose the epochs, "
+        "or for a refitted model the reviews the refit held out. The method is chosen on the same reviews: "
         f"{calibrated[0].calibration.selection.folds if calibrated[0].calibration.selection else 5}-fold "
-        "cross-validation, and the signed temperature only when its out-of-fold log loss is lower (the column "
-        "gives both out-of-fold log losses, one T against signed); the `bag` family keeps one temperature, "
+        "cross-validation, and the allowed method with the lowest out-of-fold log loss (the column gives the "
+        "out-of-fold log losses: one T, signed T, signed power); the `bag` family keeps one temperature, "
         "because its exact explanation needs the logit linear in its terms. ECE: expected calibration error "
         f"over the score, {calibrated[0].calibration.bins} equal-width bins (target: at most {ECE_TARGET}); "
         "top-label ECE: Guo et al.'s (2017), over the confidence max(score, 1 − score), in which errors at p and "
@@ -206,7 +209,8 @@ def calibration_section(ranked: list[ModelMetadata]) -> list[str]:
         "the raw export (float32 sigmoid), after the calibrated one; the last column shows how close the test "
         "scores come to 0 and 1 (0 is a score of exactly 0 or 1).",
         "",
-        "| model | method (held-out log loss: one T, signed) | T | fitted on | ECE | top-label ECE | Brier | log loss "
+        "| model | method (held-out log loss: one T, signed T, signed power) | T (p) | fitted on | ECE "
+        "| top-label ECE | Brier | log loss "
         "| smallest score, 1 − largest |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -229,11 +233,10 @@ def calibration_section(ranked: list[ModelMetadata]) -> list[str]:
               + (", ".join(f"`{name}`" for name in met) or "none") + "; above it: "
               + (", ".join(f"`{name}`" for name in missed) or "none") + "."]
     if missed:
-        lines.append("A temperature only stretches or shrinks the logits around 0, a signed one each side on its "
-                     "own: neither moves the score of 0.5 at a logit of 0, so a model whose reviews near its "
-                     "threshold are mostly of one label stays off there, and neither bends one side's curve "
-                     "differently at different scores. A bias term would move the threshold, but it would also "
-                     "change labels.")
+        lines.append("No map that keeps the sign of the logit moves the score of 0.5 at a logit of 0, so a model "
+                     "whose reviews near its threshold are mostly of one label stays off there; a signed power "
+                     "bends each side's curve with one exponent, not with any shape. A bias term would move the "
+                     "threshold, but it would also change labels.")
     uncalibrated = [meta.name for meta in ranked if meta.calibration is None]
     if uncalibrated:
         lines += ["", "Not calibrated: " + ", ".join(f"`{name}`" for name in uncalibrated) + "."]
@@ -245,20 +248,26 @@ def calibration_section(ranked: list[ModelMetadata]) -> list[str]:
 
 
 def temperatures(calibration: Calibration) -> str:
-    """The report's T column: T, or T+ and T− of a signed temperature."""
+    """The report's T column: T, T+ and T− of a signed temperature, or T+, p+, T− and p− of a signed power."""
+    if calibration.method == "signed_power":
+        return (f"T+ {calibration.temperature_positive:.4f}, p+ {calibration.power_positive:.4f}; "
+                f"T− {calibration.temperature_negative:.4f}, p− {calibration.power_negative:.4f}")
     if calibration.method == "signed_temperature":
         return f"T+ {calibration.temperature_positive:.4f}, T− {calibration.temperature_negative:.4f}"
     return f"{calibration.temperature:.4f}"
 
 
 def calibration_method(calibration: Calibration) -> str:
-    """The report's method column: the method, and the out-of-fold log losses that chose it."""
-    method = "signed" if calibration.method == "signed_temperature" else "one T"
+    """The report's method column: the method, and the out-of-fold log losses that chose it (one T, signed T and,
+    when the selection compared it, signed power)."""
+    method = {"signed_temperature": "signed T", "signed_power": "signed power"}.get(calibration.method, "one T")
     selection = calibration.selection
     if selection is None:
         return method
     figures = f"{selection.single.log_loss:.4f}, {selection.signed.log_loss:.4f}"
-    return f"{method} ({figures}{'' if selection.signed_allowed else '; signed not allowed'})"
+    if selection.signed_power is not None:
+        figures += f", {selection.signed_power.log_loss:.4f}"
+    return f"{method} ({figures}{'' if selection.signed_allowed else '; non-linear not allowed'})"
 
 
 def exploration_section(experiments: dict) -> list[str]:

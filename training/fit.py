@@ -41,18 +41,22 @@ class Run:
     best_val_accuracy: float
 
 
-Extra = tuple[np.ndarray, np.ndarray]  # reviews only ever trained on (token ids, labels)
+# Reviews only ever fitted on: token ids, labels, and the training review each was made from (-1: none).
+Extra = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def split_shuffled(x: np.ndarray, y: np.ndarray, order: np.ndarray, split: float, extra: Extra | None
-                   ) -> tuple[Extra, Extra | None]:
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
     """The reviews to fit on and the held-out ones: ``order`` split where Keras 3's ``validation_split`` splits
     (``training.calibrate.held_out_indices`` rebuilds the same held-out reviews), the ``extra`` reviews appended
-    to the fitting side (Keras shuffles them in every epoch). No held-out reviews when ``split`` is 0."""
+    to the fitting side (Keras shuffles them in every epoch), but those made from a held-out review. No held-out
+    reviews when ``split`` is 0."""
     split_at = math.floor(len(order) * (1.0 - split))  # as Keras's train_validation_split computes it
     fit_x, fit_y = x[order[:split_at]], y[order[:split_at]]
     if extra is not None:
-        fit_x, fit_y = np.concatenate([fit_x, extra[0]]), np.concatenate([fit_y, extra[1]])
+        extra_x, extra_y, sources = extra
+        usable = ~np.isin(sources, order[split_at:])
+        fit_x, fit_y = np.concatenate([fit_x, extra_x[usable]]), np.concatenate([fit_y, extra_y[usable]])
     held_out = (x[order[split_at:]], y[order[split_at:]]) if split else None
     return (fit_x, fit_y), held_out
 
@@ -68,13 +72,13 @@ def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int) -> 
 
 
 def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray, y_train: np.ndarray,
-               verbose: int, extra: Extra | None = None) -> Run:
+               verbose: int, extra: Extra | None = None, more_callbacks: list | None = None) -> Run:
     """One seeded training run, validated on the last VALIDATION_SPLIT of the shuffled reviews; ``extra``
     reviews (counterfactual copies) are only ever trained on."""
     model, order = seeded_model(name, config, seed, len(x_train))
     model.summary(print_fn=log.info)
     best = models.BestEpochWeights()
-    callbacks = [best]
+    callbacks = [best, *(more_callbacks or [])]
     if config.early_stopping_patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience))
     (x_fit, y_fit), validation = split_shuffled(x_train, y_train, order, VALIDATION_SPLIT, extra)

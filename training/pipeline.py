@@ -6,9 +6,11 @@ The dataset and the Keras word index come from the data setting (``IMDB_DATA_DIR
 ``../shared/data``; see ``training/data.py``); ``--data`` and ``--word-index`` name other files. Then, for
 each model: tokenize -> train once per seed -> keep the run with the best validation accuracy -> refit on
 the training reviews (presets that ask; a tenth is held out for calibration) -> evaluate on the test set ->
-export to ONNX and check parity -> calibrate: fit a temperature on the held-out reviews and divide the logit by
-it inside the graph (``training/calibrate.py``; ``--no-calibration`` skips it) -> write the files; and last
-the report.
+export to ONNX and check parity -> calibrate: fit a sign-keeping map of the logit (one temperature, a signed
+temperature or a signed power, chosen out of fold) on the held-out reviews and apply it inside the graph
+(``training/calibrate.py``; ``--no-calibration`` skips it) -> measure robustness (counterfactual dev pairs,
+checklist, snippets; ``training/robustness.py``) -> write the files; and last the report. Counterfactual presets
+train on the IMDB reviews less the pairs' originals, plus the pairs and the reviews made from their edits.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from artifacts.metadata import (
 from artifacts.tokenizer import Tokenizer, text_to_words
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
 from training import presets, robustness
-from training.cad import CadSet, load_cad
+from training.cad import CadSet, Review, flipped, load_cad, substitutions
 from training.data import (
     MD5,
     OFFICIAL_ARCHIVE,
@@ -93,12 +95,15 @@ class Reviews:
 @dataclass
 class TrainingSet:
     """What one model trains on: IMDB training reviews (validated on, and held out from, as the seed's shuffle
-    says) and reviews it only ever fits on (counterfactual pairs, ``counterfactual_copies`` times)."""
+    says) and reviews it only ever fits on (counterfactual pairs, ``counterfactual_copies`` times, and reviews made
+    from the IMDB ones); ``extra_sources`` says which IMDB review each extra one was made from (-1: none), so
+    that a review made from a held-out one is held out with it."""
 
     texts: list[str]
     labels: np.ndarray  # float32
     extra_texts: list[str]
     extra_labels: np.ndarray  # float32
+    extra_sources: np.ndarray  # int64, index into texts or -1
     counterfactual: Counterfactual | None
 
 
@@ -107,17 +112,27 @@ def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str
     dev ones are never trained on (the dev pairs then measure unseen reviews) and the training ones come back
     with their edited copies, on the fitting side only, so no review is both fitted and validated on."""
     if not config.counterfactual_copies:
-        return TrainingSet(reviews.train_texts, reviews.y_train, [], np.zeros(0, np.float32), None)
+        return TrainingSet(reviews.train_texts, reviews.y_train, [], np.zeros(0, np.float32), np.zeros(0, np.int64),
+                           None)
     if cad is None:
         raise DataError(f"the preset trains on counterfactual pairs, and there is no {robustness.CAD_HINT}")
     originals = {tuple(text_to_words(pair.original.text)) for split in cad.values() for pair in split.pairs}
     kept = [i for i, text in enumerate(reviews.train_texts) if tuple(text_to_words(text)) not in originals]
+    texts, labels = [reviews.train_texts[i] for i in kept], reviews.y_train[kept]
     pairs = cad["train"].pairs
-    extra = [review for pair in pairs for review in (pair.original, pair.edited)] * config.counterfactual_copies
+    extra = [(review, -1) for pair in pairs for review in (pair.original, pair.edited)] * config.counterfactual_copies
+    if config.made_counterfactuals:
+        lexicon = substitutions(pairs)
+        made = [(flipped(Review(text, int(label)), lexicon, config.made_min_share), i)
+                for i, (text, label) in enumerate(zip(texts, labels, strict=True))]
+        extra += [(review, i) for review, i in made if review is not None]
+    made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
     record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
-                            left_out_originals=len(reviews.train_texts) - len(kept), skipped_pairs=cad["train"].skipped)
-    return TrainingSet([reviews.train_texts[i] for i in kept], reviews.y_train[kept],
-                       [review.text for review in extra], np.array([r.label for r in extra], np.float32), record)
+                            left_out_originals=len(reviews.train_texts) - len(kept), skipped_pairs=cad["train"].skipped,
+                            made_reviews=made_reviews)
+    return TrainingSet(texts, labels, [review.text for review, _ in extra],
+                       np.array([review.label for review, _ in extra], np.float32),
+                       np.array([source for _, source in extra], np.int64), record)
 
 
 def load_counterfactual(dataset: dict, data: Path) -> dict[str, CadSet] | None:
@@ -289,8 +304,8 @@ def export_with_parity(name: str, model: keras.Model, max_len: int, x_test: np.n
 def calibrate_if_asked(name: str, onnx_bytes: bytes, training: TrainingRecord, training_config: dict,
                        x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, test_labels: np.ndarray,
                        metrics: TestMetrics, args: argparse.Namespace) -> tuple[bytes, TestMetrics, Calibration | None]:
-    """The export to ship and its test metrics: with calibration (the default), the graph with its logit divided
-    by a temperature fitted on the reviews the shipped weights never saw (the kept run's validation split, or
+    """The export to ship and its test metrics: with calibration (the default), the graph with its logit mapped
+    by the calibration fitted on the reviews the shipped weights never saw (the kept run's validation split, or
     what the refit held out), its test metrics those of the calibrated scores, and the calibration record
     (the reliability diagram is written into --out); without, the raw export and Keras's metrics."""
     if not args.calibrate:
@@ -399,7 +414,7 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
 
     train = training_set(reviews, config, cad)
     tokenizer, x_train, x_extra, x_test, vocabulary = tokenize(train, reviews, word_index, config, args.out)
-    extra = None if x_extra is None else (x_extra, train.extra_labels)
+    extra = None if x_extra is None else (x_extra, train.extra_labels, train.extra_sources)
     candidates = [fit.train_once(name, config, seed, x_train, train.labels, args.verbose, extra)
                   for seed in config.seeds]
     chosen = choose(name, candidates)

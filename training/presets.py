@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
+from artifacts.tokenizer import ID_BLOCKS
+
 COURSE_SEEDS = (1337, 1, 2, 3)
 
 
@@ -31,12 +33,17 @@ class TrainingConfig:
     ngram_buckets_log2: int = 20
     ngram_dim: int = 16
     # How reviews become ids (artifacts/tokenizer.py RULES): "keras_negation" gives the words inside a negation's
-    # scope their own ids, so the model's embedding tables hold twice num_words rows.
-    tokenizer: Literal["keras", "keras_negation"] = "keras"
+    # scope their own ids, "keras_scopes" also the words a contrast outweighs, so the model's embedding tables hold
+    # two or four times num_words rows.
+    tokenizer: Literal["keras", "keras_negation", "keras_scopes"] = "keras"
     # Counterfactual pairs (training/cad.py): each training pair (an IMDB training review and its minimally edited,
     # label-flipped copy) added this many times to the training part; 0 trains on IMDB alone. With any, the dev
     # pairs' originals are left out of the training reviews, so that the dev pairs measure reviews no run saw.
     counterfactual_copies: int = 0
+    # With counterfactual pairs: also every IMDB training review flipped with the editors' substitutions
+    # (training/cad.py: substitutions, flipped), on the fitting side only, beside the review it was made from.
+    made_counterfactuals: bool = False
+    made_min_share: float = 0.0  # of a made review's words, at least this share swapped (cleaner flips, fewer)
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     learning_rate: float = 1e-4
     epochs: int = 10
@@ -50,7 +57,7 @@ class TrainingConfig:
     @property
     def input_ids(self) -> int:
         """How many ids the model's input can hold (its embedding tables' rows)."""
-        return self.num_words * 2 if self.tokenizer == "keras_negation" else self.num_words
+        return self.num_words * ID_BLOCKS[self.tokenizer]
 
     def to_dict(self) -> dict:
         return asdict(self)
