@@ -19,7 +19,7 @@ from service.config import Settings
 from service.repository import ModelRepository
 from service.scoring import ModelUnavailable
 from tests import fakes
-from tests.conftest import MODELS_DIR, wait_until_ready
+from tests.conftest import MODEL_NAMES, MODELS_DIR, wait_until_ready
 
 
 def fake_client(*models, **settings) -> TestClient:
@@ -308,15 +308,18 @@ def test_openapi_documents_explain_with_its_limit_and_models(fakes_client):
 
 
 def graph_logits(name: str, tokens: np.ndarray) -> np.ndarray:
-    """The input of the graph's final Sigmoid (the logit, after the temperature in calibrated exports), read
-    with onnxruntime directly."""
+    """The graph's calibrated ``logit`` output (what the sigmoid reads, before the clip that keeps scores off 0
+    and 1), or the input of the final Sigmoid of an uncalibrated export, read with onnxruntime directly."""
     graph = onnx.load(str(MODELS_DIR / f"{name}.onnx"))
-    score = graph.graph.output[0].name
-    (sigmoid,) = [node for node in graph.graph.node if score in node.output and node.op_type == "Sigmoid"]
-    if sigmoid.input[0] not in {output.name for output in graph.graph.output}:  # not calibrated: a float32 logit
-        graph.graph.output.append(helper.make_tensor_value_info(sigmoid.input[0], TensorProto.FLOAT, None))
+    outputs = {output.name for output in graph.graph.output}
+    logit = "logit"
+    if logit not in outputs:  # not calibrated: the float32 input of the final sigmoid
+        score = graph.graph.output[0].name
+        (sigmoid,) = [node for node in graph.graph.node if score in node.output and node.op_type == "Sigmoid"]
+        logit = sigmoid.input[0]
+        graph.graph.output.append(helper.make_tensor_value_info(logit, TensorProto.FLOAT, None))
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run([sigmoid.input[0]], {"tokens": tokens})[0].reshape(-1).astype(np.float64)
+    return session.run([logit], {"tokens": tokens})[0].reshape(-1).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -326,14 +329,19 @@ def real_client():
         yield client
 
 
-def test_bigram_bag_shares_add_up_to_its_logit_on_real_reviews(real_client, real_test_reviews):
+BAG_MODELS = [name for name in MODEL_NAMES if json.loads((MODELS_DIR / f"{name}.json").read_text())
+              .get("config", {}).get("family") == "bag"]
+
+
+@pytest.mark.parametrize("name", BAG_MODELS)
+def test_bag_shares_add_up_to_the_logit_on_real_reviews(real_client, real_test_reviews, name):
     texts, _ = real_test_reviews
     repository = ModelRepository.load(MODELS_DIR)
-    tokens = repository.models["bigram_bag"].tokenizer.encode_batch(texts)
-    expected = graph_logits("bigram_bag", tokens)
+    tokens = repository.models[name].tokenizer.encode_batch(texts)
+    expected = graph_logits(name, tokens)
     explained = []
     for start in range(0, len(texts), 16):
-        response = explain(real_client, texts[start:start + 16], "bigram_bag")
+        response = explain(real_client, texts[start:start + 16], name)
         assert response.status_code == 200 and response.json()["method"] == "exact"
         explained += response.json()["explanations"]
     for text, explanation, logit in zip(texts, explained, expected, strict=True):

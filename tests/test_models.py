@@ -1,6 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
+from tests.conftest import MODELS_DIR
 from training import models, presets
 
 COURSE_SHAPES = {
@@ -105,3 +108,28 @@ def test_bag_model_exports_to_onnx_with_parity():
     tokens[:8, :30] = 0
     scores = model.predict(tokens, verbose=0).reshape(-1)
     assert export.check_parity(export.to_onnx(model, 50), scores, tokens) < 1e-5
+
+
+@pytest.mark.parametrize("rule, blocks", [("keras", 1), ("keras_negation", 2), ("keras_scopes", 4)])
+def test_a_bag_reads_every_id_its_tokenizer_rule_can_write(rule, blocks):
+    config = presets.TrainingConfig(family="bag", num_words=1_000, max_len=20, embedding_dim=2, tokenizer=rule,
+                                    ngram_orders=(2,), ngram_buckets_log2=6, ngram_dim=2)
+    model = models.build("bag", config)
+    assert config.input_ids == blocks * 1_000 and model.get_layer("word_embedding").input_dim == blocks * 1_000
+    assert model.get_layer("hashed_2grams").num_words == blocks * 1_000  # bigram keys stay exact
+    tokens = np.full((1, 20), blocks * 1_000 - 1, dtype=np.int32)
+    assert np.isfinite(model.predict(tokens, verbose=0)).all()
+
+
+def test_the_robust_preset_is_the_explored_variant_with_the_best_validation_and_dev_edited_mean():
+    from dataclasses import replace
+
+    from training.explore_robust import CANDIDATES
+
+    runs = json.loads((MODELS_DIR / "robust_experiments.json").read_text())
+    best = max(runs, key=lambda name: (runs[name]["best_val_accuracy"] + runs[name]["cad_dev_edited"]) / 2)
+    assert runs[best]["choice_score"] == pytest.approx(
+        (runs[best]["best_val_accuracy"] + runs[best]["cad_dev_edited"]) / 2)
+    # the exploration trained each variant once, for at most 12 epochs; the preset gets the pipeline's seeds and epochs
+    shipped = replace(presets.get("robust_bag"), epochs=CANDIDATES[best].epochs, seeds=CANDIDATES[best].seeds)
+    assert shipped.to_dict() == CANDIDATES[best].to_dict()

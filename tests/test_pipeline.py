@@ -187,7 +187,8 @@ def test_the_report_written_from_the_committed_metadata_is_the_committed_report(
 
     everything = [read_metadata(MODELS_DIR / f"{name}.json") for name in MODEL_NAMES]
     experiments = json.loads((MODELS_DIR / "experiments.json").read_text())
-    evaluate.write_report(everything, tmp_path / "REPORT.md", experiments)
+    robust_experiments = json.loads((MODELS_DIR / "robust_experiments.json").read_text())
+    evaluate.write_report(everything, tmp_path / "REPORT.md", experiments, robust_experiments)
     assert (tmp_path / "REPORT.md").read_text() == (MODELS_DIR / "REPORT.md").read_text()
 
 
@@ -253,13 +254,13 @@ def test_a_robust_preset_trains_with_counterfactual_pairs_and_reports_its_robust
     metadata = read_metadata(out / "robust_bag.json")
     counterfactual = metadata.training.counterfactual
     assert (counterfactual.train_pairs, counterfactual.left_out_originals, counterfactual.copies) == (3, 5, 5)
-    assert metadata.training.train_reviews == 195 and metadata.tokenizer == "keras_negation"
+    assert metadata.training.train_reviews == 195 and metadata.tokenizer == "keras_scopes"
     robustness = metadata.robustness
     assert robustness.cad_dev_pairs == 2 and not robustness.cad_dev_originals_in_training
     assert robustness.checklist_reviews >= 300 and robustness.snippet_reviews > 150
     # the export reads negated words apart: its input takes ids up to twice the vocabulary
     session = ort.InferenceSession(str(out / "robust_bag.onnx"), providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer(load_word_index(out / "vocab_20000.json"), 20_000, 120, "keras_negation")
+    tokenizer = Tokenizer(load_word_index(out / "vocab_20000.json"), 20_000, 120, "keras_scopes")
     tokens = tokenizer.encode_batch(["not good", "good"])
     assert tokens.max() >= 20_000
     scores = session.run(None, {"tokens": tokens})[0].reshape(-1)

@@ -7,7 +7,10 @@ increasing, sign-keeping function fitted on held-out training reviews (never the
 log loss, and rewrites the end of the graph. With one temperature T > 0 (method ``temperature``):
 
     logit (float32) -> Cast to double -> Div by ``temperature`` (a float64 initializer) -> output ``logit``
-                    -> Sigmoid -> score (the same output name as before, now double [batch, 1], still the first output)
+                    -> Clip to +-SCORE_LOGIT_BOUND -> Sigmoid -> score (the same output name as before, now double
+                    [batch, 1], still the first output)
+
+(Exports calibrated before 2026-11-30 have no Clip; ``uncalibrated`` restores both.)
 
 With a signed temperature (method ``signed_temperature``), a logit >= 0 is divided by T+ and a logit < 0 by T-
 (both > 0), so a model that calls too many reviews positive (or negative) can be made less sure on that side
@@ -123,8 +126,16 @@ _SIGN = "calibration/logit_sign"
 _FLOOR_TEMPERATURE = "calibration/floor_temperature"  # float64 FLOOR_TEMPERATURE, a constant of the signed power
 _FLOOR = "calibration/magnitude_over_floor_temperature"
 _KEPT = "calibration/magnitude_mapped"
+# The sigmoid reads the calibrated logit clipped to +-SCORE_LOGIT_BOUND, so no score is exactly 0 or 1: a float64
+# sigmoid rounds to exactly 1.0 beyond about 36.7, and a bag of strongly worded words reached a logit of 47 on a
+# test review (robust_bag, 2026-11-30). sigmoid(36) = 1 - 2.3e-16 is still below 1. The ``logit`` output is not
+# clipped (the exact /explain shares add up to it); only scores beyond 1 - 2.3e-16 (or below 2.3e-16) tie.
+SCORE_LOGIT_BOUND = 36.0
+_CLIPPED = "calibration/logit_clipped"
+_CLIP_NODE = "calibration/clip_for_the_sigmoid"
+_LOWER, _UPPER = "calibration/clip_lower", "calibration/clip_upper"
 _INITIALIZERS = (TEMPERATURE, TEMPERATURE_POSITIVE, TEMPERATURE_NEGATIVE, POWER_POSITIVE, POWER_NEGATIVE, _ZERO,
-                 _FLOOR_TEMPERATURE)
+                 _FLOOR_TEMPERATURE, _LOWER, _UPPER)
 METHODS = ("temperature", "signed_temperature", "signed_power")  # from the simplest; a tie goes to the simpler
 SELECTION_FOLDS = 5  # cross-validation folds of the held-out reviews that choose the method
 SELECTION_SEED = 0  # deals the held-out reviews into folds
@@ -306,9 +317,12 @@ def temperature_of(onnx_bytes: bytes | onnx.ModelProto) -> Temperature | None:
 
 
 def _with_logit_output(onnx_bytes: bytes) -> tuple[bytes, str]:
-    """The graph with its final Sigmoid's input exposed as an output (when it is not one already), and its name."""
+    """The graph with its final Sigmoid's input exposed as an output (when it is not one already), and its name;
+    for a calibrated graph whose sigmoid reads the clipped logit, the unclipped ``logit`` output."""
     model = onnx.load_from_string(onnx_bytes)
     logit = _final_sigmoid(model.graph).input[0]
+    if logit == _CLIPPED:
+        logit = LOGIT_OUTPUT
     if logit not in {output.name for output in model.graph.output}:
         known = {info.name: info.type.tensor_type.elem_type for info in model.graph.value_info}
         model.graph.output.append(helper.make_tensor_value_info(logit, known.get(logit, TensorProto.FLOAT), None))
@@ -365,7 +379,7 @@ def calibrated(onnx_bytes: bytes, temperature: Temperature) -> bytes:
     taken = ({name for node in graph.node for name in (*node.input, *node.output)}
              | {info.name for info in (*graph.input, *graph.output)} | {init.name for init in graph.initializer})
     clashes = sorted(taken & {*_INITIALIZERS, LOGIT_OUTPUT, _LOGIT_DOUBLE, _IS_NEGATIVE, _DIVISOR, _EXPONENT,
-                              _MAGNITUDE, _SCALED, _POWERED, _SIGN, _FLOOR, _KEPT})
+                              _MAGNITUDE, _SCALED, _POWERED, _SIGN, _FLOOR, _KEPT, _CLIPPED})
     if clashes:
         raise CalibrationError(f"the graph already uses the names {clashes}")
     raw_logit = sigmoid.input[0]
@@ -405,10 +419,12 @@ def calibrated(onnx_bytes: bytes, temperature: Temperature) -> bytes:
         nodes.append(helper.make_node("Div", [_LOGIT_DOUBLE, TEMPERATURE], [LOGIT_OUTPUT],
                                       name="calibration/divide_by_temperature"))
         initializers = {TEMPERATURE: temperature}
+    nodes.append(helper.make_node("Clip", [LOGIT_OUTPUT, _LOWER, _UPPER], [_CLIPPED], name=_CLIP_NODE))
+    initializers.update({_LOWER: -SCORE_LOGIT_BOUND, _UPPER: SCORE_LOGIT_BOUND})
     position = list(graph.node).index(sigmoid)
     for offset, node in enumerate(nodes):
         graph.node.insert(position + offset, node)
-    sigmoid.input[0] = LOGIT_OUTPUT
+    sigmoid.input[0] = _CLIPPED
     for name, value in initializers.items():
         graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float64), name))
     score.type.tensor_type.elem_type = TensorProto.DOUBLE
@@ -435,7 +451,8 @@ def uncalibrated(onnx_bytes: bytes) -> bytes:
     added = [node for node in graph.node if node.name.startswith(_PREFIX)]
     casts = [node for node in added if node.name == _CAST_NODE]
     score = graph.output[0]
-    if (sigmoid.input[0] != LOGIT_OUTPUT or len(casts) != 1 or score.type.tensor_type.elem_type != TensorProto.DOUBLE
+    reads_the_calibration = sigmoid.input[0] in (LOGIT_OUTPUT, _CLIPPED)  # _CLIPPED: exports from 2026-11-30 on
+    if (not reads_the_calibration or len(casts) != 1 or score.type.tensor_type.elem_type != TensorProto.DOUBLE
             or LOGIT_OUTPUT not in {node.output[0] for node in added}):
         raise CalibrationError("the graph has a temperature but not the ending calibrated() writes; re-export it "
                                "from the Keras weights instead")
@@ -779,7 +796,7 @@ def check_rewrite(before: np.ndarray, raw_logits: np.ndarray, after: np.ndarray,
     if changed:
         raise CalibrationError(f"calibration would change {changed} labels")
     expected = scaled_logits(raw_logits, temperature)
-    difference = float(np.max(np.abs(after - expit(expected))))
+    difference = float(np.max(np.abs(after - expit(np.clip(expected, -SCORE_LOGIT_BOUND, SCORE_LOGIT_BOUND)))))
     if not difference <= PARITY_TOLERANCE:
         raise CalibrationError(f"calibrated scores differ from sigmoid(logit / T) ({describe(temperature)}) by "
                                f"{difference:.3g} (tolerance {PARITY_TOLERANCE})")

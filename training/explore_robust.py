@@ -46,6 +46,8 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     "bag_scopes_cad5_made": replace(BAG, **SCOPES, counterfactual_copies=5, made_counterfactuals=True, epochs=12),
     "bag_scopes_cad5_made3": replace(BAG, **SCOPES, counterfactual_copies=5, made_counterfactuals=True,
                                      made_min_share=0.03, epochs=12),
+    "bag_scopes_cad5_made5": replace(BAG, **SCOPES, counterfactual_copies=5, made_counterfactuals=True,
+                                     made_min_share=0.05, epochs=12),
     "bag_negation_cad5_made3": replace(BAG, **NEGATION, counterfactual_copies=5, made_counterfactuals=True,
                                        made_min_share=0.03, epochs=12),
 }

@@ -323,14 +323,17 @@ def calibrate_if_asked(name: str, onnx_bytes: bytes, training: TrainingRecord, t
     return result.onnx_bytes, calibrated_metrics, result.calibration
 
 
-def write_model_files(name: str, config: presets.TrainingConfig, model: keras.Model, onnx_bytes: bytes,
-                      out: Path) -> Path:
-    """The Keras weights (for the naive benchmark baseline) and the ONNX model; returns the ONNX path."""
+def write_keras_weights(name: str, config: presets.TrainingConfig, model: keras.Model, out: Path) -> None:
+    """The Keras weights (for the naive benchmark baseline), written as soon as training ends: a later step that
+    fails loses no training."""
     from training import fit
 
     keras_dir = out / "keras"
     keras_dir.mkdir(exist_ok=True)
     fit.save_weights(name, config, model, keras_dir / f"{name}.weights.h5")
+
+
+def write_onnx(name: str, onnx_bytes: bytes, out: Path) -> Path:
     onnx_path = out / f"{name}.onnx"
     onnx_path.write_bytes(onnx_bytes)
     return onnx_path
@@ -419,13 +422,14 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
                   for seed in config.seeds]
     chosen = choose(name, candidates)
     model, refitted = refit_if_asked(name, config, chosen, x_train, train.labels, extra, args.verbose, args.calibrate)
+    write_keras_weights(name, config, model, args.out)
     test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
     onnx_bytes, parity = export_with_parity(name, model, config.max_len, x_test, test_scores)
     training = training_record(config, chosen, candidates, refitted, train, reviews, args.data)
     onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, config.to_dict(), x_train,
                                                           train.labels, x_test, reviews.test_labels, metrics, args)
     robust = measure_robustness(name, onnx_bytes, tokenizer, train, sets)
-    onnx_path = write_model_files(name, config, model, onnx_bytes, args.out)
+    onnx_path = write_onnx(name, onnx_bytes, args.out)
     write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training,
                                   calibration, robust, versions), args.out / f"{name}.json")
     write_history(name, chosen.history, args.out)
@@ -466,7 +470,9 @@ def write_report(out: Path) -> None:
                     ", ".join(left_out))
     experiments_file = out / "experiments.json"
     experiments = json.loads(experiments_file.read_text()) if experiments_file.exists() else None
-    evaluate.write_report(everything, out / "REPORT.md", experiments)
+    robust_file = out / "robust_experiments.json"
+    robust_experiments = json.loads(robust_file.read_text()) if robust_file.exists() else None
+    evaluate.write_report(everything, out / "REPORT.md", experiments, robust_experiments)
     log.info("report written to %s", out / "REPORT.md")
 
 
