@@ -61,7 +61,7 @@ def test_load_and_soak(real_test_reviews, request):
     for name in MODEL_NAMES:
         metadata = read_metadata(name)
         tokenizer = Tokenizer(load_word_index(MODELS_DIR / metadata["vocabulary"]["file"]),
-                              metadata["num_words"], metadata["max_len"])
+                              metadata["num_words"], metadata["max_len"], metadata.get("tokenizer", "keras"))
         session = ort.InferenceSession(str(MODELS_DIR / f"{name}.onnx"), providers=["CPUExecutionProvider"])
         expected[name] = session.run(None, {"tokens": tokenizer.encode_batch(texts)})[0].reshape(-1)
 
