@@ -68,9 +68,6 @@ SCOPE_ENDERS = frozenset({"but", "however", "although", "though", "yet", "except
 # Words whose sentence so far the rest outweighs, and words whose own clause the rest of the sentence outweighs.
 CONTRAST_AFTER = frozenset({"but", "however", "yet", "nevertheless", "nonetheless"})
 CONTRAST_BEFORE = frozenset({"although", "though", "despite", "whereas"})
-# Every one of them is among the Keras filters, so splitting the text at them first gives the same words.
-_CLAUSE_END = re.compile(r"[.,!?;:]")
-_SENTENCE_END = re.compile(r"[.!?;:]")
 
 
 def text_to_words(text: str) -> list[str]:
@@ -79,40 +76,53 @@ def text_to_words(text: str) -> list[str]:
     return text.lower().translate(_FILTER_TABLE).split()
 
 
+# One pass over the lower-cased text finds the words of the Keras rule (runs of characters that are neither
+# whitespace, as str.split() has it, nor a filter) and the punctuation that ends clauses and sentences.
+_PUNCTUATION = frozenset(".,!?;:")  # "," ends a clause, the others a sentence
+_WORDS_AND_MARKS = re.compile("[.,!?;:]|[^\\s" + re.escape(KERAS_FILTERS) + "]+")
+NEGATED, OUTWEIGHED = 1, 2  # the bits of a word's scope code
+_SCOPE_WORDS = NEGATORS | SCOPE_ENDERS | CONTRAST_AFTER | CONTRAST_BEFORE | _PUNCTUATION
+
+
+def scope_codes(text: str) -> list[int]:
+    """For each word of ``text_to_words(text)``, its scopes (see the module's docstring): ``NEGATED`` when it
+    stands after a negation in its clause (up to a contrast word), plus ``OUTWEIGHED`` when a contrast in its
+    sentence outweighs it (the words before a ``CONTRAST_AFTER`` word, back to the sentence's start or the
+    previous contrast, and the words after a ``CONTRAST_BEFORE`` word, to the end of its clause)."""
+    codes: list[int] = []
+    append = codes.append
+    code = 0  # the current word's: NEGATED * negated + OUTWEIGHED * conceding
+    since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
+    for token in _WORDS_AND_MARKS.findall(text.lower()):
+        if token not in _SCOPE_WORDS and token[-3:] != "n't":  # most words: no scope begins or ends
+            append(code)
+            continue
+        if token in _PUNCTUATION:
+            code = 0
+            if token != ",":
+                since_contrast = len(codes)
+            continue
+        if token in SCOPE_ENDERS:
+            code &= ~NEGATED
+        if token in CONTRAST_AFTER:
+            codes[since_contrast:] = [earlier | OUTWEIGHED for earlier in codes[since_contrast:]]
+            since_contrast, code = len(codes) + 1, code & ~OUTWEIGHED
+        append(code)
+        if token in NEGATORS or token.endswith("n't"):
+            code |= NEGATED
+        if token in CONTRAST_BEFORE:
+            code |= OUTWEIGHED
+    return codes
+
+
 def negation_scopes(text: str) -> list[bool]:
-    """For each word of ``text_to_words(text)``, whether it stands inside a negation's scope (see the module's
-    docstring). The whole text is lower-cased first, as ``text_to_words`` does, so the words are the same."""
-    negated = []
-    for clause in _CLAUSE_END.split(text.lower()):
-        inside = False
-        for word in clause.translate(_FILTER_TABLE).split():
-            if word in SCOPE_ENDERS:
-                inside = False
-            negated.append(inside)
-            if word in NEGATORS or word.endswith("n't"):
-                inside = True
-    return negated
+    """For each word of ``text_to_words(text)``, whether it stands inside a negation's scope."""
+    return [bool(code & NEGATED) for code in scope_codes(text)]
 
 
 def contrast_scopes(text: str) -> list[bool]:
-    """For each word of ``text_to_words(text)``, whether a contrast in its sentence outweighs it (see the module's
-    docstring): the words before a ``CONTRAST_AFTER`` word, back to the sentence's start or the previous contrast,
-    and the words after a ``CONTRAST_BEFORE`` word, to the end of its clause."""
-    outweighed: list[bool] = []
-    for sentence in _SENTENCE_END.split(text.lower()):
-        marks: list[bool] = []
-        since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
-        for clause in sentence.split(","):
-            conceding = False
-            for word in clause.translate(_FILTER_TABLE).split():
-                if word in CONTRAST_AFTER:
-                    marks[since_contrast:] = [True] * (len(marks) - since_contrast)
-                    since_contrast, conceding = len(marks) + 1, False
-                marks.append(conceding)
-                if word in CONTRAST_BEFORE:
-                    conceding = True
-        outweighed += marks
-    return outweighed
+    """For each word of ``text_to_words(text)``, whether a contrast in its sentence outweighs it."""
+    return [bool(code & OUTWEIGHED) for code in scope_codes(text)]
 
 
 # A run of the characters str.split() does not split on: re's \s is str.isspace(), which is what str.split()
@@ -184,26 +194,16 @@ class Tokenizer:
         return words, lookup, cut
 
     def _scoped_words(self, text: str, words: list, lookup: Callable, last: int) -> tuple[list, Callable, bool]:
-        """``_words`` for the rules with scopes: every word (``words`` came from a full split), and a lookup that
-        gives the words in a scope their shifted id. The scopes need the whole text (a scope can open before the
-        last ``last`` words), so the words are cut here."""
-        shifts = [self.num_words * negated for negated in negation_scopes(text)]
-        if self.rule == KERAS_SCOPES:
-            shifts = [shift + 2 * self.num_words * outweighed
-                      for shift, outweighed in zip(shifts, contrast_scopes(text), strict=True)]
-        scopes = iter(shifts)
-
-        def lookup_in_scope(word, default):
-            index = lookup(word, default)
-            shift = next(scopes)
-            return index + shift if index > OOV else index
-
-        cut = 0 <= last < len(words)
-        if cut:
-            for _ in range(len(words) - last):  # the scopes of the words left out
-                next(scopes)
-            words = words[-last:]
-        return words, lookup_in_scope, cut
+        """``_words`` for the rules with scopes: the ids of every word (``words`` came from a full split), a word in
+        a scope shifted, and ``max`` for the lookup: ``max(id, OOV)`` is the id itself, every word's id being at
+        least OOV. The scopes need the whole text (a scope can open before the last ``last`` words), so the words
+        are cut here."""
+        kept = NEGATED | OUTWEIGHED if self.rule == KERAS_SCOPES else NEGATED
+        shift = self.num_words
+        ids = [index + shift * (code & kept) if index > OOV else index
+               for index, code in zip(map(lookup, words, repeat(OOV)), scope_codes(text), strict=True)]
+        cut = 0 <= last < len(ids)
+        return (ids[-last:] if cut else ids), max, cut
 
     def encode(self, text: str) -> list[int]:
         """The unpadded index sequence of one review, starting with START."""
