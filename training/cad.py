@@ -48,6 +48,12 @@ class CadSet:
     skipped: list[str]  # pair ids whose original is not exactly one IMDB training review
 
 
+def counterfactual_folder(data: Path) -> Path:
+    """The folder whose ``cad/`` goes with the dataset at ``data``: the archive's folder, or the one that holds
+    the extracted ``aclImdb/``."""
+    return data.parent if data.is_file() or data.name == "aclImdb" else data
+
+
 def cad_path(split: str, folder: Path | None = None) -> Path:
     """``cad/<split file>`` in ``folder`` (default: the data folder)."""
     return (data_dir() if folder is None else folder) / CAD_FOLDER / SPLIT_FILES[split]

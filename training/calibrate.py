@@ -105,6 +105,7 @@ from artifacts.metadata import (
     read_metadata,
     write_metadata,
 )
+from training.evaluate import THRESHOLD
 
 TEMPERATURE = "temperature"  # the float64 initializer the logit is divided by (one temperature)
 TEMPERATURE_POSITIVE = "temperature_positive"  # signed temperature: divides the logits >= 0
@@ -167,10 +168,16 @@ def shuffled_order(seed: int, reviews: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(reviews)
 
 
+def split_point(reviews: int, split: float) -> int:
+    """How many of ``reviews`` come before the held-out ``split``: floor(reviews * (1 - split)), as Keras 3's
+    ``train_validation_split`` computes it; training (``training.fit``) splits there too."""
+    return int(math.floor(reviews * (1.0 - split)))
+
+
 def held_out_indices(reviews: int, seed: int, split: float) -> np.ndarray:
     """Indices (into the training reviews, in the dataset's order) of the last ``split`` of the seed's shuffle:
     the reviews Keras 3 holds out for ``validation_split=split`` when the shuffled reviews are passed to fit."""
-    split_at = int(math.floor(reviews * (1.0 - split)))  # as keras's train_validation_split computes it
+    split_at = split_point(reviews, split)
     if not 0 < split_at < reviews:
         raise CalibrationError(f"a split of {split} leaves no reviews on one side of {reviews}")
     return shuffled_order(seed, reviews)[split_at:]
@@ -635,7 +642,7 @@ def top_label_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: in
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     confidence = np.maximum(scores, 1 - scores)
-    correct = ((scores >= 0.5) == (labels == 1)).astype(np.float64)
+    correct = ((scores >= THRESHOLD) == (labels == 1)).astype(np.float64)
     return expected_calibration_error(correct, confidence, bins)
 
 
@@ -792,7 +799,7 @@ def check_rewrite(before: np.ndarray, raw_logits: np.ndarray, after: np.ndarray,
     """The calibrated graph changes the scores by the temperature's map only (CalibrationError otherwise)."""
     if after.dtype != np.float64:
         raise CalibrationError(f"the calibrated scores are {after.dtype}, not float64")
-    changed = int(np.sum((before >= 0.5) != (after >= 0.5)))
+    changed = int(np.sum((before >= THRESHOLD) != (after >= THRESHOLD)))
     if changed:
         raise CalibrationError(f"calibration would change {changed} labels")
     expected = scaled_logits(raw_logits, temperature)

@@ -22,13 +22,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from artifacts.tokenizer import Tokenizer
 from artifacts.vocabulary import load_word_index
 from training import presets
 from training.cad import CadPair
 from training.data import DataError, dataset_path, load_imdb, require_data_file, word_index_path
+from training.robustness import cad_figures
 
 BAG = presets.TUNED["bigram_bag"]
 SCOPES = {"tokenizer": "keras_scopes"}
@@ -50,12 +49,9 @@ log = logging.getLogger("training.explore_robust")
 
 def dev_figures(model, tokenizer: Tokenizer, pairs: list[CadPair]) -> dict[str, float]:
     """Accuracy on the dev pairs' originals and edited copies, and the share of pairs with both right."""
-    original = model.predict(tokenizer.encode_batch([p.original.text for p in pairs]), verbose=0).ravel() > 0.5
-    edited = model.predict(tokenizer.encode_batch([p.edited.text for p in pairs]), verbose=0).ravel() > 0.5
-    original_right = original == np.array([p.original.label for p in pairs], bool)
-    edited_right = edited == np.array([p.edited.label for p in pairs], bool)
-    return {"cad_dev_original": float(original_right.mean()), "cad_dev_edited": float(edited_right.mean()),
-            "cad_dev_pair_consistency": float((original_right & edited_right).mean())}
+    original, edited = (model.predict(tokenizer.encode_batch(texts), verbose=0).ravel()
+                        for texts in ([p.original.text for p in pairs], [p.edited.text for p in pairs]))
+    return cad_figures(pairs, original, edited)
 
 
 def per_epoch_measure(keras, tokenizer: Tokenizer, pairs: list[CadPair], into: list[dict]):

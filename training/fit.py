@@ -9,7 +9,6 @@ once their cheap argument and data checks have passed, so a bad path fails in a 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import keras
 import numpy as np
 
 from training import models
-from training.calibrate import shuffled_order
+from training.calibrate import shuffled_order, split_point
 from training.presets import TrainingConfig
 
 # The last fifth of the (shuffled) training reviews, split where Keras 3's validation_split would split, at
@@ -51,7 +50,7 @@ def split_shuffled(x: np.ndarray, y: np.ndarray, order: np.ndarray, split: float
     (``training.calibrate.held_out_indices`` rebuilds the same held-out reviews), the ``extra`` reviews appended
     to the fitting side (Keras shuffles them in every epoch), but those made from a held-out review. No held-out
     reviews when ``split`` is 0."""
-    split_at = math.floor(len(order) * (1.0 - split))  # as Keras's train_validation_split computes it
+    split_at = split_point(len(order), split)
     fit_x, fit_y = x[order[:split_at]], y[order[:split_at]]
     if extra is not None:
         extra_x, extra_y, sources = extra

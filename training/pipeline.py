@@ -47,7 +47,7 @@ from artifacts.metadata import (
 from artifacts.tokenizer import Tokenizer, text_to_words
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
 from training import presets, robustness
-from training.cad import CadSet, Review, flipped, load_cad, substitutions
+from training.cad import CadSet, Review, counterfactual_folder, flipped, load_cad, substitutions
 from training.data import (
     MD5,
     OFFICIAL_ARCHIVE,
@@ -138,7 +138,7 @@ def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str
 def load_counterfactual(dataset: dict, data: Path) -> dict[str, CadSet] | None:
     """Both splits of the counterfactual pairs in the folder of the dataset ``data`` (its ``cad/``), or None (with
     a warning) when it has none."""
-    folder = data.parent if data.is_file() or data.name == "aclImdb" else data
+    folder = counterfactual_folder(data)
     try:
         return {split: load_cad(split, dataset["train"].texts, folder) for split in ("train", "dev")}
     except DataError as error:
@@ -498,9 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data: %d training and %d test reviews from %s", len(reviews.train_texts), len(reviews.test_texts),
              args.data)
     cad = load_counterfactual(dataset, args.data)
-    sets = None if cad is None else robustness.RobustnessSets(cad["dev"].pairs, robustness.load_checklist(),
-                                                               robustness.snippets(reviews.test_texts,
-                                                                                   reviews.test_labels))
+    sets = None if cad is None else robustness.robustness_sets(cad["dev"], reviews.test_texts, reviews.test_labels)
     args.out.mkdir(parents=True, exist_ok=True)
     versions = library_versions()
     for name in args.models:

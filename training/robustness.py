@@ -33,11 +33,11 @@ import numpy as np
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import MetadataError, ModelMetadata, Robustness, read_metadata, write_metadata
 from artifacts.tokenizer import Tokenizer
-from training.cad import CadPair, load_cad
+from training.cad import CadPair, CadSet, counterfactual_folder, load_cad
 from training.checklist import ChecklistItem, load_checklist
-from training.data import DataError, data_dir, dataset_path, load_imdb, require_data_file
+from training.data import DataError, dataset_path, load_imdb, require_data_file
+from training.evaluate import THRESHOLD
 
-POSITIVE_THRESHOLD = 0.5
 CAD_HINT = "cad/ folder in the data folder (training/cad.py)"
 # A sentence ends at . ! or ? followed by space, or at a line break (IMDB writes them as <br />).
 _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -76,40 +76,50 @@ class RobustnessSets:
     snippets: Snippets
 
 
-def load_sets(dataset: dict, folder: Path | None = None) -> RobustnessSets:
-    """The three sets, from the IMDB dataset (already read) and the data folder's ``cad/``."""
-    cad = load_cad("dev", dataset["train"].texts, folder)
-    if cad.skipped:
-        log.warning("counterfactual dev pairs skipped (no single IMDB training original): %s", ", ".join(cad.skipped))
-    return RobustnessSets(cad.pairs, load_checklist(), snippets(dataset["test"].texts, dataset["test"].labels))
+def robustness_sets(cad_dev: CadSet, test_texts: Sequence[str], test_labels: Sequence[int]) -> RobustnessSets:
+    """The three sets: the dev pairs (the skipped ones named in the log), the checklist, and the snippets of the
+    test reviews."""
+    if cad_dev.skipped:
+        log.warning("counterfactual dev pairs skipped (no single IMDB training original): %s",
+                    ", ".join(cad_dev.skipped))
+    return RobustnessSets(cad_dev.pairs, load_checklist(), snippets(test_texts, test_labels))
 
 
-def accuracy(scores: np.ndarray, labels: Sequence[int]) -> float:
-    return float(np.mean((np.asarray(scores) > POSITIVE_THRESHOLD) == np.asarray(labels, dtype=bool)))
+def right(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """Per review, whether the score's label (positive at or above THRESHOLD, as the service labels) is ``labels``'."""
+    return (np.asarray(scores) >= THRESHOLD) == np.asarray(labels, dtype=bool)
+
+
+def cad_figures(pairs: Sequence[CadPair], original_scores: np.ndarray, edited_scores: np.ndarray) -> dict[str, float]:
+    """Accuracy on the pairs' originals and edited copies, and the share of pairs with both right."""
+    original_right = right(original_scores, [pair.original.label for pair in pairs])
+    edited_right = right(edited_scores, [pair.edited.label for pair in pairs])
+    return {"cad_dev_original": float(original_right.mean()), "cad_dev_edited": float(edited_right.mean()),
+            "cad_dev_pair_consistency": float((original_right & edited_right).mean())}
 
 
 def evaluate(score: Scorer, sets: RobustnessSets, originals_in_training: bool) -> Robustness:
-    """The model's figures on the three sets; ``score`` maps texts to positive probabilities."""
-    pairs = sets.cad_dev
-    original_right = (score([p.original.text for p in pairs]) > POSITIVE_THRESHOLD) == [p.original.label for p in pairs]
-    edited_right = (score([p.edited.text for p in pairs]) > POSITIVE_THRESHOLD) == [p.edited.label for p in pairs]
-    items = sets.checklist
-    item_right = (score([item.text for item in items]) > POSITIVE_THRESHOLD) == [item.label for item in items]
-    categories = sorted({item.category for item in items})
-    by_category = {category: round(float(np.mean([right for right, item in zip(item_right, items, strict=True)
-                                                  if item.category == category])), 4) for category in categories}
+    """The model's figures on the three sets; ``score`` maps texts to positive probabilities (called once, on
+    every text of the three sets)."""
+    pairs, items, snips = sets.cad_dev, sets.checklist, sets.snippets
+    groups = [[pair.original.text for pair in pairs], [pair.edited.text for pair in pairs],
+              [item.text for item in items], snips.first, snips.last]
+    original, edited, checklist, first, last = np.split(score([text for group in groups for text in group]),
+                                                        np.cumsum([len(group) for group in groups])[:-1])
+    item_right = right(checklist, [item.label for item in items])
+    by_category = {category: round(float(np.mean([ok for ok, item in zip(item_right, items, strict=True)
+                                                  if item.category == category])), 4)
+                   for category in sorted({item.category for item in items})}
     return Robustness(
         cad_dev_pairs=len(pairs),
-        cad_dev_original=round(float(original_right.mean()), 4),
-        cad_dev_edited=round(float(edited_right.mean()), 4),
-        cad_dev_pair_consistency=round(float((original_right & edited_right).mean()), 4),
+        **{name: round(value, 4) for name, value in cad_figures(pairs, original, edited).items()},
         cad_dev_originals_in_training=originals_in_training,
         checklist_reviews=len(items),
         checklist=round(float(item_right.mean()), 4),
         checklist_by_category=by_category,
-        snippet_reviews=len(sets.snippets.labels),
-        snippets_first_sentence=round(accuracy(score(sets.snippets.first), sets.snippets.labels), 4),
-        snippets_last_sentence=round(accuracy(score(sets.snippets.last), sets.snippets.labels), 4),
+        snippet_reviews=len(snips.labels),
+        snippets_first_sentence=round(float(right(first, snips.labels).mean()), 4),
+        snippets_last_sentence=round(float(right(last, snips.labels).mean()), 4),
     )
 
 
@@ -139,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models or sorted(path.stem for path in args.out.glob("*.onnx"))
     try:
         data = args.data or require_data_file(dataset_path())
-        sets = load_sets(load_imdb(data), data_dir() if args.data is None else args.data.parent)
+        dataset = load_imdb(data)
+        sets = robustness_sets(load_cad("dev", dataset["train"].texts, counterfactual_folder(data)),
+                               dataset["test"].texts, dataset["test"].labels)
         cache: dict = {}
         for name in names:
             metadata = read_metadata(args.out / f"{name}.json")
