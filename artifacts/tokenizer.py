@@ -178,7 +178,8 @@ class Tokenizer:
 
     def _words(self, text: str, last: int = -1) -> tuple[list, Callable, bool]:
         """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, the index
-        lookup for those words, and whether words before the last ones were left out."""
+        lookup for those words, and whether words before the last ones were left out (for the rules with
+        scopes, the ids already looked up: ``_scoped_words``)."""
         split_at = -1 if self.rule != KERAS else last  # scopes need every word
         if text.isascii():  # most reviews
             words = text.encode("ascii").lower().translate(_ASCII_FILTER_TABLE).rsplit(maxsplit=split_at)

@@ -396,13 +396,13 @@ def write_history(name: str, history: dict[str, list[float]], out: Path) -> None
     evaluate.plot_history(history, f"{name}: training and validation", out / f"{name}_history.png")
 
 
-def measure_robustness(name: str, onnx_bytes: bytes, tokenizer: Tokenizer, train: TrainingSet,
+def measure_robustness(name: str, onnx_bytes: bytes, tokenizer: Tokenizer, config: presets.TrainingConfig,
                        sets: robustness.RobustnessSets | None) -> Robustness | None:
     """The shipped export's figures on the counterfactual dev pairs, the checklist and the snippets."""
     if sets is None:
         return None
     figures = robustness.evaluate(robustness.onnx_scorer(onnx_bytes, tokenizer), sets,
-                                  originals_in_training=train.counterfactual is None)
+                                  robustness.originals_in_training(config.to_dict()))
     log.info("%s robustness: cad dev edited %.4f (pairs both right %.4f), checklist %.4f, snippets first/last "
              "sentence %.4f/%.4f", name, figures.cad_dev_edited, figures.cad_dev_pair_consistency, figures.checklist,
              figures.snippets_first_sentence, figures.snippets_last_sentence)
@@ -428,7 +428,7 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
     training = training_record(config, chosen, candidates, refitted, train, reviews, args.data)
     onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, config.to_dict(), x_train,
                                                           train.labels, x_test, reviews.test_labels, metrics, args)
-    robust = measure_robustness(name, onnx_bytes, tokenizer, train, sets)
+    robust = measure_robustness(name, onnx_bytes, tokenizer, config, sets)
     onnx_path = write_onnx(name, onnx_bytes, args.out)
     write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training,
                                   calibration, robust, versions), args.out / f"{name}.json")

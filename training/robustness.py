@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from artifacts.loading import load_tokenizer
-from artifacts.metadata import MetadataError, ModelMetadata, Robustness, read_metadata, write_metadata
+from artifacts.metadata import MetadataError, Robustness, read_metadata, write_metadata
 from artifacts.tokenizer import Tokenizer
 from training.cad import CadPair, CadSet, counterfactual_folder, load_cad
 from training.checklist import ChecklistItem, load_checklist
@@ -130,9 +130,10 @@ def onnx_scorer(onnx_bytes: bytes, tokenizer: Tokenizer) -> Scorer:
     return lambda texts: scores_and_logits(onnx_bytes, tokenizer.encode_batch(list(texts)))[0].astype(np.float64)
 
 
-def originals_in_training(metadata: ModelMetadata) -> bool:
-    """Models trained without counterfactual pairs trained on every IMDB training review, the dev originals too."""
-    return not metadata.config.get("counterfactual_copies", 0)
+def originals_in_training(config: dict) -> bool:
+    """Models trained without counterfactual pairs (``config``: the training configuration, as the metadata
+    records it) trained on every IMDB training review, the dev originals too."""
+    return not config.get("counterfactual_copies", 0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             onnx_bytes = (args.out / f"{name}.onnx").read_bytes()
             tokenizer = load_tokenizer(metadata, args.out, cache)
             robustness = evaluate(onnx_scorer(onnx_bytes, tokenizer), sets,
-                                  originals_in_training(metadata))
+                                  originals_in_training(metadata.config))
             write_metadata(metadata.model_copy(update={"robustness": robustness}), args.out / f"{name}.json")
             log.info("%s: %s", name, robustness.model_dump(exclude={"checklist_by_category"}))
     except (DataError, MetadataError, FileNotFoundError) as error:
