@@ -1,6 +1,7 @@
 """Loopback probe for docker-check.sh: GET /check -> 200 when the service is ready, labels a clearly
-positive and a clearly negative review correctly with every model, and serves /docs with its own
-assets (from the container, which reaches no CDN), else 503."""
+positive and a clearly negative review correctly with every model, serves /docs with its own
+assets (from the container, which reaches no CDN) and serves the page at GET / with its script, style
+and sample reviews (read from the image's service/static), else 503."""
 
 import argparse
 import http.server
@@ -27,13 +28,37 @@ def check(service: str) -> str:
         raise AssertionError("/docs does not load Swagger UI from the service")
     with urllib.request.urlopen(f"{service}/docs/static/swagger-ui-bundle.js", timeout=1) as response:
         response.read()
+    check_page(service)
     expected = list(REVIEWS.values())
     for result in body["results"]:
         labels = [prediction["label"] for prediction in result["predictions"]]
         if labels != expected:
             raise AssertionError(f"{result['model']} labelled {labels}, expected {expected}")
     return (f"ready: {ready['models']}; /predict labels correct for {[r['model'] for r in body['results']]}; "
-            "/docs served with its assets\n")
+            "/docs served with its assets; the page at / served with its files\n")
+
+
+def fetch(url: str, content_type: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=1) as response:
+        served = response.headers.get("content-type", "")
+        if response.status != 200 or not served.startswith(content_type):
+            raise AssertionError(f"{url} answered {response.status} {served!r}, expected 200 {content_type}")
+        return response.read()
+
+
+def check_page(service: str) -> None:
+    """GET / is the page (its title and root element), and the files it names are served."""
+    page = fetch(f"{service}/", "text/html").decode()
+    for marker in ("<title>IMDB sentiment", 'id="sentiment-page"', 'src="static/page.js"',
+                   'href="static/page.css"'):
+        if marker not in page:
+            raise AssertionError(f"GET / is not the page: {marker!r} missing")
+    if b"score" not in fetch(f"{service}/static/page.js", "text/javascript"):
+        raise AssertionError("/static/page.js is not the page's script")
+    fetch(f"{service}/static/page.css", "text/css")
+    samples = json.loads(fetch(f"{service}/static/samples.json", "application/json"))
+    if not samples["reviews"]:
+        raise AssertionError("/static/samples.json has no sample reviews")
 
 
 def main() -> None:

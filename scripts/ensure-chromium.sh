@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser tests (tests/test_docs.py) drive Debian's chromium. Installs it when it is missing and this
+# The browser tests (tests/test_docs.py, tests/test_page.py) drive Debian's chromium. Installs it when it is missing and this
 # run may (Linux, as root); otherwise says how, and the browser test fails with the same advice.
 set -uo pipefail
 [ -x /usr/bin/chromium ] && exit 0

@@ -2,7 +2,7 @@
 
 ``create_app`` wires the collaborators together: the scoring core (loaded by the lifespan from the
 model folder, or handed in ready-made, e.g. with a fake model), the routers, the middleware, the
-error handlers, the offline docs and, unless turned off, the /predict fast path.
+error handlers, the offline docs, the page at / and, unless turned off, the /predict fast path.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from service.access_log import AccessLogWriter
 from service.config import Settings
 from service.fast_path import SentimentAPI
 from service.middleware import AccessLog, BodySizeLimit
-from service.routes import explain, health, models, predict
+from service.routes import explain, health, models, page, predict
 from service.schemas import ExplainRequest, PredictRequest
 from service.scoring import ALL_MODELS, ScoringCore
 
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, core: ScoringCore | None = None
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected)
     docs.install(app)
+    app.include_router(page.router)  # GET /: the page to try the models (public, like /docs)
     # Middleware added first runs innermost. Access log, body limit and CORS apply to every route.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog, writer=access_log)
