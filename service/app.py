@@ -20,7 +20,7 @@ from service.access_log import AccessLogWriter
 from service.config import Settings
 from service.fast_path import SentimentAPI
 from service.middleware import AccessLog, BodySizeLimit
-from service.routes import explain, health, models, page, predict
+from service.routes import explain, health, models, page, predict, v2
 from service.schemas import ExplainRequest, PredictRequest
 from service.scoring import ALL_MODELS, ScoringCore
 
@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None, core: ScoringCore | None = None
     app.include_router(models.router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected)
+    app.include_router(v2.health_router)  # the Open Inference Protocol: /v2/health/* open, like /healthz and /readyz
+    app.include_router(v2.router, dependencies=protected)  # the rest of /v2
     docs.install(app)
     app.include_router(page.router)  # GET /: the page to try the models (public, like /docs)
     # Middleware added first runs innermost. Access log, body limit and CORS apply to every route.

@@ -6,6 +6,9 @@ format for all of them::
 ``type`` is a stable machine-readable word, ``loc`` where the problem is (``body``, ``query``,
 ``header`` and the path within it; empty when it is no one field) and ``msg`` what to fix. Shared by
 FastAPI's exception handlers and the /predict fast path.
+
+The Open Inference Protocol's routes under /v2 (``service/routes/v2.py``) answer in that protocol's
+shape instead, ``{"error": "<msg>"}`` (``v2_error``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,22 @@ class HTTPProblem(HTTPException):
     def __init__(self, status_code: int, message: str, loc: tuple = (), headers: dict[str, str] | None = None):
         super().__init__(status_code, message, headers)
         self.loc = loc
+
+
+V2_PREFIX = "/v2"
+
+
+def speaks_v2(scope: dict) -> bool:
+    """Whether the request is for the Open Inference Protocol's paths, whose errors have its shape (``v2_error``)."""
+    path, root_path = scope["path"], scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path):]
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def v2_error(content: dict) -> dict:
+    """A ``{"detail": [...]}`` body in the Open Inference Protocol's shape: ``{"error": "<msg>; <msg>"}``."""
+    return {"error": "; ".join(item["msg"] for item in content["detail"])}
 
 
 def client_disconnected() -> HTTPProblem:
@@ -81,9 +100,15 @@ def error_response(error: Exception) -> tuple[int, dict, dict[str, str]]:
     raise error
 
 
+def _answer(request: Request, status: int, content: dict, headers: dict[str, str]) -> JSONResponse:
+    """The error in the one shape, or under /v2 in the Open Inference Protocol's (an unknown path or method there)."""
+    return JSONResponse(v2_error(content) if speaks_v2(request.scope) else content, status_code=status,
+                        headers=headers)
+
+
 async def _as_json_response(request: Request, error: Exception) -> JSONResponse:
     status, content, headers = error_response(error)
-    return JSONResponse(content, status_code=status, headers=headers)
+    return _answer(request, status, content, headers)
 
 
 def internal_error() -> tuple[int, dict, dict[str, str]]:
@@ -94,7 +119,7 @@ def internal_error() -> tuple[int, dict, dict[str, str]]:
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     status, content, headers = internal_error()
-    return JSONResponse(content, status_code=status, headers=headers)
+    return _answer(request, status, content, headers)
 
 
 async def _not_found(request: Request, error: Exception) -> JSONResponse:
@@ -106,7 +131,7 @@ async def _not_found(request: Request, error: Exception) -> JSONResponse:
         if any(route.matches(without)[0] is not Match.NONE for route in request.app.router.routes):
             content["detail"][0]["msg"] = (f"nothing is served at {path}; did you mean {without['path']} "
                                            "(without the trailing slash)?")
-    return JSONResponse(content, status_code=status, headers=headers)
+    return _answer(request, status, content, headers)
 
 
 def install(app: FastAPI) -> None:

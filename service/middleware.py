@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.access_log import AccessLogWriter
-from service.errors import HTTPProblem, error_response
+from service.errors import HTTPProblem, error_response, speaks_v2, v2_error
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -31,6 +31,8 @@ class BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             status, content, headers = error_response(HTTPProblem(413, self._message(), ("body",)))
+            if speaks_v2(scope):
+                content = v2_error(content)
             return await JSONResponse(content, status, headers)(scope, receive, send)
         received = 0
 

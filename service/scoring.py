@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from artifacts.tokenizer import EncodedBatch
 from service import explaining, metrics
 from service.batching import Batcher, BatcherClosedError
@@ -317,6 +319,30 @@ class ScoringCore:
         scoring = [self._score(m, batches[id(m.tokenizer)]) for m in models]
         results = [await scoring[0]] if len(scoring) == 1 else list(await asyncio.gather(*scoring))
         return ScoringResult(results, Agreement.of(results) if len(results) > 1 else None)
+
+    # ---- reviews a client tokenized itself (the Open Inference Protocol's ``tokens`` input, service/v2_protocol.py)
+
+    def check_tokens(self, model: LoadedModel, tokens: np.ndarray) -> np.ndarray:
+        """``tokens`` as ``model`` reads them, an ``(n, max_len)`` int32 array, after the request limit on the
+        number of reviews and a check that every id is one the model's input can hold (an id past its embedding
+        would fail the whole batch it shares with other requests)."""
+        max_len, id_count = model.tokenizer.max_len, model.tokenizer.id_count
+        if tokens.ndim != 2 or tokens.shape[1] != max_len or tokens.dtype.kind not in "iu":
+            raise InvalidInput(("tokens",), f"model {model.name} reads integer token ids of shape [n, {max_len}]; "
+                               f"got {tokens.dtype} {list(tokens.shape)}")
+        if len(tokens) > self.limits.max_reviews:
+            raise InvalidInput(("tokens",), f"too many reviews: {len(tokens)}, at most {self.limits.max_reviews} per "
+                               "request (SENTIMENT_MAX_REVIEWS); split them over several requests", len(tokens))
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= id_count):
+            raise InvalidInput(("tokens",), f"token ids of model {model.name} are 0 to {id_count - 1} (its tokenizer: "
+                               f"{model.tokenizer.rule}, {model.tokenizer.num_words} words); got ids from "
+                               f"{tokens.min()} to {tokens.max()}")
+        return np.ascontiguousarray(tokens, dtype=np.int32)
+
+    async def score_tokens(self, model: LoadedModel, tokens: np.ndarray) -> ModelScores:
+        """Scores checked pre-tokenized reviews (``check_tokens``) with ``model``, through its batcher."""
+        metrics.REQUEST_REVIEWS.observe(len(tokens))
+        return await self._score(model, EncodedBatch(tokens, np.zeros(len(tokens), dtype=bool)))
 
     async def _score(self, model: LoadedModel, encoded: EncodedBatch) -> ModelScores:
         name = model.name
