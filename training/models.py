@@ -15,6 +15,8 @@ makes the output a probability, and adds no parameters.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 from keras import layers
@@ -114,10 +116,71 @@ def conv_features(tokens, config: TrainingConfig):
     return x
 
 
+class ScopedEmbedding(layers.Layer):
+    """A word embedding for the scoped tokenizer rules whose scoped rows are built from the plain ones.
+
+    The scoped rules give a known word one id per scope (``artifacts/tokenizer.py``: plain, negated, outweighed by
+    a contrast, both), so a word seen negated only a few times in training has its own, barely trained row. Here
+    the row of word ``w`` in block ``b`` is ``E[w] @ M_b + D_b[w]``: one learned map per block (``M_b``, starting
+    at the identity) says what a negation or a contrast does to every word, and a small per-word residual
+    (``D_b``, starting at 0, L2-penalised) keeps what is particular to a word. "never tedious" then reads as
+    what the map learned negation does to "tedious", even where the pair is rare. Block 0 is ``E`` itself.
+
+    The table is linear in its weights and the lookup is a gather, so ``table()`` folds into one plain
+    ``Embedding`` for export (``folded``): the served graph is the same as a plain bag model's.
+    """
+
+    def __init__(self, num_words: int, blocks: int, dim: int, residual_l2: float, **kwargs):
+        super().__init__(**kwargs)
+        if blocks < 2:
+            raise ValueError(f"a scoped embedding needs at least two id blocks, got {blocks}")
+        self.num_words, self.blocks, self.dim, self.residual_l2 = num_words, blocks, dim, residual_l2
+
+    def build(self, input_shape):
+        scoped = self.blocks - 1
+        self.base = self.add_weight(shape=(self.num_words, self.dim), initializer="uniform", name="base")
+        self.maps = self.add_weight(shape=(scoped, self.dim, self.dim), name="maps",
+                                    initializer=lambda shape, dtype=None: keras.ops.tile(
+                                        keras.ops.expand_dims(keras.ops.eye(self.dim, dtype=dtype), 0),
+                                        (scoped, 1, 1)))
+        self.residual = self.add_weight(shape=(scoped, self.num_words, self.dim), initializer="zeros",
+                                        regularizer=keras.regularizers.L2(self.residual_l2), name="residual")
+
+    def table(self):
+        """Every id's row: (blocks * num_words, dim), block by block as the tokenizer numbers them."""
+        scoped = keras.ops.einsum("nd,bde->bne", self.base, self.maps) + self.residual
+        return keras.ops.concatenate([self.base, keras.ops.reshape(scoped, (-1, self.dim))], axis=0)
+
+    def call(self, ids):
+        return keras.ops.take(self.table(), ids, axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "num_words": self.num_words, "blocks": self.blocks, "dim": self.dim,
+                "residual_l2": self.residual_l2}
+
+
 def bag_features(tokens, config: TrainingConfig):
     """fastText-style: averaged word embeddings beside averaged hashed n-gram embeddings."""
-    words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
+    if config.scope_prior:
+        words = ScopedEmbedding(config.num_words, config.input_ids // config.num_words, config.embedding_dim,
+                                config.scope_residual_l2, name="word_embedding")(tokens)
+    else:
+        words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
     return layers.Concatenate()([MaskedMean(name="word_mean")([words, tokens]), *ngram_means(tokens, config)])
+
+
+def folded(model: keras.Model, name: str, config: TrainingConfig) -> keras.Model:
+    """The model to export: with a ``ScopedEmbedding``, the same model with its table folded into one plain
+    ``Embedding`` (the same scores: the pipeline's parity check compares the export with ``model``); else
+    ``model`` itself."""
+    if not config.scope_prior:
+        return model
+    plain = build(name, replace(config, scope_prior=False))
+    for layer, plain_layer in zip(model.layers, plain.layers, strict=True):  # one architecture, one layer order
+        weights = ([keras.ops.convert_to_numpy(layer.table())] if isinstance(layer, ScopedEmbedding)
+                   else layer.get_weights())
+        plain_layer.set_weights(weights)
+    return plain
 
 
 def compile_for_training(model: keras.Model, config: TrainingConfig) -> None:

@@ -48,6 +48,7 @@ from artifacts.tokenizer import Tokenizer, text_to_words
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
 from training import presets, robustness
 from training.cad import CadSet, Review, counterfactual_folder, flipped, load_cad, substitutions
+from training.crops import sentence_crops
 from training.data import (
     MD5,
     OFFICIAL_ARCHIVE,
@@ -110,26 +111,34 @@ class TrainingSet:
 def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str, CadSet] | None) -> TrainingSet:
     """The preset's training reviews. With counterfactual copies, the pairs' originals leave the IMDB part: the
     dev ones are never trained on (the dev pairs then measure unseen reviews) and the training ones come back
-    with their edited copies, on the fitting side only, so no review is both fitted and validated on."""
-    if not config.counterfactual_copies:
-        return TrainingSet(reviews.train_texts, reviews.y_train, [], np.zeros(0, np.float32), np.zeros(0, np.int64),
-                           None)
-    if cad is None:
-        raise DataError(f"the preset trains on counterfactual pairs, and there is no {robustness.CAD_HINT}")
-    originals = {tuple(text_to_words(pair.original.text)) for split in cad.values() for pair in split.pairs}
-    kept = [i for i, text in enumerate(reviews.train_texts) if tuple(text_to_words(text)) not in originals]
-    texts, labels = [reviews.train_texts[i] for i in kept], reviews.y_train[kept]
-    pairs = cad["train"].pairs
-    extra = [(review, -1) for pair in pairs for review in (pair.original, pair.edited)] * config.counterfactual_copies
-    if config.made_counterfactuals:
-        lexicon = substitutions(pairs)
-        made = [(flipped(Review(text, int(label)), lexicon, config.made_min_share), i)
-                for i, (text, label) in enumerate(zip(texts, labels, strict=True))]
-        extra += [(review, i) for review, i in made if review is not None]
-    made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
-    record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
-                            left_out_originals=len(reviews.train_texts) - len(kept), skipped_pairs=cad["train"].skipped,
-                            made_reviews=made_reviews)
+    with their edited copies, on the fitting side only, so no review is both fitted and validated on. Sentence
+    crops of the IMDB part (``training/crops.py``) join the fitting side too."""
+    texts, labels = reviews.train_texts, reviews.y_train
+    extra: list[tuple[Review, int]] = []
+    record = None
+    if config.counterfactual_copies:
+        if cad is None:
+            raise DataError(f"the preset trains on counterfactual pairs, and there is no {robustness.CAD_HINT}")
+        originals = {tuple(text_to_words(pair.original.text)) for split in cad.values() for pair in split.pairs}
+        kept = [i for i, text in enumerate(texts) if tuple(text_to_words(text)) not in originals]
+        texts, labels = [texts[i] for i in kept], labels[kept]
+        pairs = cad["train"].pairs
+        copies = config.counterfactual_copies
+        extra = [(review, -1) for pair in pairs for review in (pair.original, pair.edited)] * copies
+        if config.made_counterfactuals:
+            lexicon = substitutions(pairs)
+            made = [(flipped(Review(text, int(label)), lexicon, config.made_min_share), i)
+                    for i, (text, label) in enumerate(zip(texts, labels, strict=True))]
+            extra += [(review, i) for review, i in made if review is not None]
+        made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
+        record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
+                                left_out_originals=len(reviews.train_texts) - len(kept),
+                                skipped_pairs=cad["train"].skipped, made_reviews=made_reviews)
+    if config.sentence_crops:
+        crop_texts, crop_labels, crop_sources = sentence_crops(texts, labels, config.sentence_crops)
+        extra += [(Review(text, int(label)), int(source))
+                  for text, label, source in zip(crop_texts, crop_labels, crop_sources, strict=True)]
+        log.info("%d sentence crops of %d training reviews", len(crop_texts), len(set(crop_sources.tolist())))
     return TrainingSet(texts, labels, [review.text for review, _ in extra],
                        np.array([review.label for review, _ in extra], np.float32),
                        np.array([source for _, source in extra], np.int64), record)
@@ -413,7 +422,7 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
                      cad: dict[str, CadSet] | None, sets: robustness.RobustnessSets | None,
                      args: argparse.Namespace, versions: dict[str, str]) -> None:
     """Every step for one model."""
-    from training import fit
+    from training import fit, models
 
     train = training_set(reviews, config, cad)
     tokenizer, x_train, x_extra, x_test, vocabulary = tokenize(train, reviews, word_index, config, args.out)
@@ -424,13 +433,14 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
     model, refitted = refit_if_asked(name, config, chosen, x_train, train.labels, extra, args.verbose, args.calibrate)
     write_keras_weights(name, config, model, args.out)
     test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
-    onnx_bytes, parity = export_with_parity(name, model, config.max_len, x_test, test_scores)
+    served = models.folded(model, name, config)  # the parity check compares its export with ``model``'s scores
+    onnx_bytes, parity = export_with_parity(name, served, config.max_len, x_test, test_scores)
     training = training_record(config, chosen, candidates, refitted, train, reviews, args.data)
     onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, config.to_dict(), x_train,
                                                           train.labels, x_test, reviews.test_labels, metrics, args)
     robust = measure_robustness(name, onnx_bytes, tokenizer, config, sets)
     onnx_path = write_onnx(name, onnx_bytes, args.out)
-    write_metadata(build_metadata(name, config, model, onnx_path, vocabulary, parity, metrics, training,
+    write_metadata(build_metadata(name, config, served, onnx_path, vocabulary, parity, metrics, training,
                                   calibration, robust, versions), args.out / f"{name}.json")
     write_history(name, chosen.history, args.out)
     log.info("%s written to %s (%.0f s of training)", name, onnx_path, chosen.seconds)

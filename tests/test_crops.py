@@ -1,0 +1,52 @@
+"""Sentence crops (training/crops.py): short training texts cut from reviews, labelled by them, held out with them."""
+
+from dataclasses import replace
+
+import numpy as np
+
+from training import presets
+from training.crops import sentence_crops
+from training.pipeline import Reviews, training_set
+from training.robustness import sentences
+
+LONG = ["It opens well. The middle drags badly. The cast is lovely. I would watch it again.",
+        "Dreadful. Boring from start to end! Nobody should pay for this. Avoid it."]
+SHORT = "Two sentences only. Not enough to crop."
+
+
+def test_every_crop_is_one_or_two_adjacent_sentences_of_its_review_with_its_label():
+    texts, labels = [LONG[0], SHORT, LONG[1]], [1.0, 0.0, 0.0]
+    crops, crop_labels, sources = sentence_crops(texts, labels, per_review=20)
+    assert len(crops) == 40 and set(sources.tolist()) == {0, 2}  # the two-sentence review gives none
+    lengths = set()
+    for crop, label, source in zip(crops, crop_labels, sources, strict=True):
+        parts = sentences(texts[source])
+        assert label == labels[source]
+        spans = [parts[i:i + n] for n in (1, 2) for i in range(len(parts) - n + 1)]
+        matches = [span for span in spans if " ".join(span) == crop]
+        assert matches, crop
+        lengths.add(len(matches[0]))
+    assert lengths == {1, 2}
+
+
+def test_crops_are_the_same_on_every_call_and_differ_with_the_seed():
+    first = sentence_crops(LONG, [1.0, 0.0], per_review=3)
+    assert sentence_crops(LONG, [1.0, 0.0], per_review=3)[0] == first[0]
+    assert any(sentence_crops(LONG, [1.0, 0.0], per_review=3, seed=seed)[0] != first[0] for seed in range(5))
+
+
+def test_no_crops_are_asked_for_none_are_made():
+    crops, labels, sources = sentence_crops(LONG, [1.0, 0.0], per_review=0)
+    assert crops == [] and labels.dtype == np.float32 and sources.dtype == np.int64 and len(sources) == 0
+
+
+def test_a_preset_with_crops_fits_on_them_beside_the_review_they_came_from():
+    reviews = Reviews(train_texts=[LONG[0], SHORT, LONG[1]], y_train=np.array([1, 0, 0], np.float32),
+                      test_texts=[], test_labels=np.zeros(0, int))
+    config = replace(presets.TUNED["bigram_bag"], sentence_crops=2)
+    train = training_set(reviews, config, cad=None)
+    assert train.texts == reviews.train_texts and len(train.extra_texts) == 4
+    assert sorted(train.extra_sources.tolist()) == [0, 0, 2, 2]
+    assert train.extra_labels.tolist() == [reviews.y_train[i] for i in train.extra_sources]
+    assert train.counterfactual is None
+    assert training_set(reviews, presets.TUNED["bigram_bag"], cad=None).extra_texts == []
