@@ -237,6 +237,33 @@ class Robustness(_Strict):
     snippets_last_sentence: float = Field(ge=0, le=1, description="Accuracy on each review's last sentence alone.")
 
 
+class ImportRecord(_Strict):
+    """Where an imported model came from (``python -m training.import_model``): a Keras model trained elsewhere
+    (R's keras, tf.keras, Keras 3), exported by the project's exporter. It has no training record."""
+
+    source: str = Field(description="The Keras file's name, as given.")
+    source_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the Keras file.")
+    format: Literal["keras", "h5"] = Field(description="`keras`: a Keras 3 `.keras` archive; `h5`: a legacy HDF5 "
+                                           "file (what Keras 2, tf.keras and R's `save_model_hdf5` write).")
+    saved_by_keras: str | None = Field(None, description="The Keras version that wrote the file, as it records it.")
+    trained_with: str | None = Field(None, description="The loss the file records the model was compiled with.")
+    output: Literal["logits", "probability"] = Field(description="What the model's own output is: `logits` (a "
+                                                     "linear last layer), `probability` (a sigmoid, or a linear last "
+                                                     "layer trained with binary cross-entropy on its output).")
+    sigmoid_added: bool = Field(description="Whether the export adds a sigmoid after the model's output (logits).")
+    clipped: bool = Field(False, description="Whether the export clips the output to [1e-7, 1 - 1e-7], as binary "
+                          "cross-entropy reads it (a probability from a last layer without a sigmoid).")
+    num_words_from: Literal["embedding", "option"] = Field(
+        description="`embedding`: the embedding's input dimension; `option`: --num-words.")
+    max_len_from: Literal["input", "option"] = Field(description="`input`: the model's input length; `option`: "
+                                                     "--max-len.")
+    word_index: str = Field(description="The word index the vocabulary was taken from (its file name).")
+    word_index_sha256: str = Field(pattern=SHA256_PATTERN)
+    parity_reviews: int = Field(ge=1, description="Token rows on which the export matched Keras (within 1e-5).")
+    calibration_skipped: str | None = Field(None, description="Why the export is not calibrated, when it is not.")
+    evaluation_skipped: str | None = Field(None, description="Why there are no test metrics, when there are none.")
+
+
 class ModelMetadata(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="Same as the .onnx file's stem.")
     max_len: int = Field(ge=1, description="Tokens per review the model reads.")
@@ -262,6 +289,8 @@ class ModelMetadata(_Strict):
         None, description="The temperature(s) the export divides its logit by, and their effect on the test reviews.")
     robustness: Robustness | None = Field(
         None, description="Counterfactual dev pairs, checklist suite and short snippets (training/robustness.py).")
+    imported: ImportRecord | None = Field(
+        None, description="A model trained elsewhere and imported (training/import_model.py); absent: trained here.")
     library_versions: dict[str, str] = {}
     created: datetime | None = None
 

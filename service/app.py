@@ -2,7 +2,9 @@
 
 ``create_app`` wires the collaborators together: the scoring core (loaded by the lifespan from the
 model folder, or handed in ready-made, e.g. with a fake model), the routers, the middleware, the
-error handlers, the offline docs, the page at / and, unless turned off, the /predict fast path.
+error handlers, the offline docs, the page at / and, unless turned off, the /predict fast path; and what
+reloads the model folder without a restart (``service/routes/admin.py``: POST /admin/reload unless turned off,
+SIGHUP, the supervisor's reload rounds, polling when asked for).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from service.access_log import AccessLogWriter
 from service.config import Settings
 from service.fast_path import SentimentAPI
 from service.middleware import AccessLog, BodySizeLimit
-from service.routes import explain, health, models, page, predict, v2
+from service.routes import admin, explain, health, models, page, predict, v2
 from service.schemas import ExplainRequest, PredictRequest
 from service.scoring import ALL_MODELS, ScoringCore
 
@@ -45,7 +47,9 @@ def create_app(settings: Settings | None = None, core: ScoringCore | None = None
         # /readyz turns 200 once every model has answered one warm-up inference.
         warm_up = asyncio.create_task(asyncio.to_thread(serving.warm_up))
         warm_up.add_done_callback(_log_warm_up_failure)
+        reloads = admin.BackgroundReloads(app).start()  # SIGHUP, the supervisor's rounds, polling
         yield
+        await reloads.stop()
         await asyncio.gather(warm_up, serving.close(), return_exceptions=True)
         if app.state.access_log is not None:
             app.state.access_log.flush()
@@ -70,6 +74,8 @@ def create_app(settings: Settings | None = None, core: ScoringCore | None = None
         app.include_router(predict.router, dependencies=protected)
     app.include_router(explain.router, dependencies=protected)
     app.include_router(models.router, dependencies=protected)
+    if settings.admin_reload:  # POST /admin/reload; SIGHUP reloads either way
+        app.include_router(admin.router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected)
     app.include_router(v2.health_router)  # the Open Inference Protocol: /v2/health/* open, like /healthz and /readyz

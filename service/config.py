@@ -19,6 +19,12 @@ class Settings(BaseSettings):
         None, description="Model used without ?model=; default: the best robustness score (models/REPORT.md).")
     skip_broken_models: bool = Field(
         False, description="Start with the healthy models when some fail to load (/readyz lists the failures).")
+    admin_reload: bool = Field(
+        True, description="Serve POST /admin/reload, which re-reads model_dir without a restart (API keys apply); "
+                          "false answers it 404. SIGHUP reloads either way.")
+    reload_poll_seconds: float = Field(
+        0.0, ge=0, description="Check model_dir for changed files this often and reload once they have settled "
+                               "(within two checks); 0: off.")
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in the Docker image).")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     workers: int = Field(1, ge=1, description="uvicorn worker processes (python -m service).")

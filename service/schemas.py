@@ -186,7 +186,8 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     ready: bool
     models: list[str] = Field(description="Models loaded and serving.")
-    failed: dict[str, str] = Field(default_factory=dict, description="Models skipped at start-up, with the reason.")
+    failed: dict[str, str] = Field(default_factory=dict, description="Model files not served, with the reason: "
+                                   "skipped at start-up (SENTIMENT_SKIP_BROKEN_MODELS) or refused by the last reload.")
 
 
 class ErrorDetail(BaseModel):

@@ -16,6 +16,12 @@ Its errors say what is wrong with which field (``InvalidInput``) or which model 
 ``explain`` answers ``/explain``: one model, each review's words with their contributions to the logit
 (``service/explaining.py`` has the methods), computed in a worker thread per model.
 
+``reload`` re-reads the model folder without a restart (``ModelRepository.rescan``) and swaps the new set in
+at once, between two steps of the event loop: a request scores with the models it resolved, on their sessions,
+whether a reload comes before it is answered or not. A replaced or removed model's batcher takes no new work and
+drains what it has queued, on the old session; a request that resolved the old model and reaches scoring only
+after the swap (a large one, tokenized in a thread) is scored on the old session directly.
+
 Every prediction and explanation carries what the model made of the text (``warnings_of``):
 
 * ``no_known_words``: no word of the review is in the model's vocabulary (or it has no word at all). The score
@@ -29,6 +35,7 @@ Every prediction and explanation carries what the model made of the text (``warn
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -43,7 +50,7 @@ from service import explaining, metrics
 from service.batching import Batcher, BatcherClosedError
 from service.config import Settings
 from service.explaining import TokenContribution
-from service.repository import LoadedModel, ModelLoadError, ModelRepository
+from service.repository import LoadedModel, ModelLoadError, ModelRepository, Rescan
 
 log = logging.getLogger("service.scoring")
 
@@ -54,6 +61,7 @@ ALL_MODELS = "all"
 # huge request cannot stall the event loop.
 INLINE_TOKENIZE_CHARS = 20_000
 RESOLVED_CACHE_SIZE = 1024
+SHUTTING_DOWN = "(service)"  # the key of a reload's ``failed`` when the service is stopping (no model name can be it)
 
 WarningCode = Literal["no_known_words", "few_known_words", "truncated"]
 NO_KNOWN_WORDS: WarningCode = "no_known_words"
@@ -124,7 +132,9 @@ class Limits:
     max_reviews: int
     max_review_chars: int
     max_explain_reviews: int = 16
-    explain_timeout_seconds: float | None = None  # the batchers time predictions out themselves
+    # SENTIMENT_REQUEST_TIMEOUT_SECONDS for explanations and for a model scored past its batcher (a reload
+    # replaced it); the batchers time their predictions out themselves
+    explain_timeout_seconds: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -215,22 +225,28 @@ class ScoringCore:
         missing = sorted(set(repository.models) - set(batchers))
         if missing:
             raise ValueError(f"no batcher for model(s) {', '.join(missing)}")
+        # A reload replaces the repository, the batchers and the caches together, in one step of the event loop.
         self.repository, self.batchers, self.limits = repository, batchers, limits
         self._resolved: dict[tuple[str, ...], list[LoadedModel]] = {}  # clients repeat a handful of model lists
-        # Per model, made on its first /explain: the attribution method (it keeps per-model caches) and one
-        # worker thread, so explanations of one model run one at a time, beside that model's batcher.
-        self._explainers: dict[str, tuple[explaining.Method, ThreadPoolExecutor]] = {}
+        # Per model, made on its first /explain: the model it was made for, the attribution method (it keeps
+        # per-model caches) and one worker thread, so explanations of one model run one at a time, beside that
+        # model's batcher.
+        self._explainers: dict[str, tuple[LoadedModel, explaining.Method, ThreadPoolExecutor]] = {}
         self._closed = False
+        self._reloading = asyncio.Lock()  # one reload at a time
+        self._retiring: set[asyncio.Future] = set()  # replaced batchers and explainers, draining
+
+    @staticmethod
+    def batcher_for(name: str, model: LoadedModel, settings: Settings) -> Batcher:
+        """A dynamic batcher for one model, sized by the settings."""
+        return Batcher(model.predict, max_batch_size=settings.max_batch_size(name),
+                       max_wait=settings.batch_max_wait_ms / 1000, timeout=settings.request_timeout_seconds,
+                       on_batch=metrics.for_model(name).batch_size.observe, name=name)
 
     @classmethod
     def from_repository(cls, repository: ModelRepository, settings: Settings) -> ScoringCore:
         """One dynamic batcher per model, sized by the settings."""
-        batchers = {
-            name: Batcher(model.predict, max_batch_size=settings.max_batch_size(name),
-                          max_wait=settings.batch_max_wait_ms / 1000, timeout=settings.request_timeout_seconds,
-                          on_batch=metrics.for_model(name).batch_size.observe, name=name)
-            for name, model in repository.models.items()
-        }
+        batchers = {name: cls.batcher_for(name, model, settings) for name, model in repository.models.items()}
         return cls(repository, batchers, Limits.from_settings(settings))
 
     @classmethod
@@ -251,14 +267,79 @@ class ScoringCore:
         return self.repository.ready
 
     def warm_up(self) -> None:
-        self.repository.warm_up()
+        """Blocking; warms the repository served when it returns, also when a reload swapped one in meanwhile."""
+        while True:
+            repository = self.repository
+            repository.warm_up()
+            if repository is self.repository:
+                return
 
     async def close(self) -> None:
         """Stop taking work and finish what every batcher and explainer has queued."""
         self._closed = True
-        executors = [executor for _, executor in self._explainers.values()]
+        executors = [executor for _, _, executor in self._explainers.values()]
         await asyncio.gather(*(batcher.close() for batcher in self.batchers.values()),
-                             *(asyncio.to_thread(executor.shutdown, wait=True) for executor in executors))
+                             *(asyncio.to_thread(executor.shutdown, wait=True) for executor in executors),
+                             *list(self._retiring))
+
+    # ---- reloading the model folder
+
+    async def reload(self, settings: Settings) -> Rescan:
+        """Re-read ``settings.model_dir`` and serve what it holds now (``ModelRepository.rescan``): the new
+        and replaced models are loaded and warmed up in a worker thread while the old set serves, then swapped in
+        at once. When the rescan refuses the folder (a broken file, without SENTIMENT_SKIP_BROKEN_MODELS) the
+        served set stays as it was and ``failed`` (what /readyz lists) says why."""
+        async with self._reloading:
+            if self._closed:
+                return Rescan.refused(self.repository, {SHUTTING_DOWN: "the service is shutting down"})
+            served = self.repository
+            rescan = await asyncio.to_thread(
+                served.rescan, settings.model_dir, intra_op_threads=settings.ort_intra_op_threads,
+                inter_op_threads=settings.ort_inter_op_threads, default_model=settings.default_model,
+                skip_broken=settings.skip_broken_models)
+            if self._closed:
+                return Rescan.refused(served, {SHUTTING_DOWN: "the service is shutting down"})
+            if not rescan.applied:
+                served.failed = rescan.failed
+                log.error("reload refused, the served models are unchanged: %s", rescan.failed)
+                return rescan
+            self._swap(rescan.repository, settings)
+            log.info("reloaded %s: added %s, replaced %s, removed %s, unchanged %s%s", settings.model_dir,
+                     rescan.added, rescan.replaced, rescan.removed, rescan.unchanged,
+                     f"; left out: {rescan.failed}" if rescan.failed else "")
+            return rescan
+
+    def _swap(self, repository: ModelRepository, settings: Settings) -> None:
+        """Serve ``repository`` from now on (synchronous: no request sees half of it). Unchanged models keep
+        their batchers and explainers; the others get new ones, and the old ones drain in the background."""
+        served, batchers = self.repository, {}
+        for name, model in repository.models.items():
+            batchers[name] = (self.batchers[name] if served.models.get(name) is model
+                              else self.batcher_for(name, model, settings))
+        repository.warmed_up = served.warmed_up  # the new models are warm: the rescan ran one inference each
+        retired = [batcher for name, batcher in self.batchers.items() if batchers.get(name) is not batcher]
+        explainers = {name: entry for name, entry in self._explainers.items()
+                      if repository.models.get(name) is entry[0]}
+        retired_executors = [entry[2] for name, entry in self._explainers.items() if name not in explainers]
+        self.repository, self.batchers, self._explainers, self._resolved = repository, batchers, explainers, {}
+        for batcher in retired:  # takes no new work now; what it has queued runs on the old session
+            self._retire(batcher.close())
+        for executor in retired_executors:
+            self._retire(asyncio.to_thread(executor.shutdown, wait=True))
+
+    def _retire(self, draining) -> None:
+        future = asyncio.ensure_future(draining)
+        self._retiring.add(future)
+        future.add_done_callback(self._retired)
+
+    def _retired(self, future: asyncio.Future) -> None:
+        self._retiring.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("a replaced model did not drain cleanly: %r", future.exception())
+
+    def _served(self, model: LoadedModel) -> bool:
+        """Whether ``model`` is the one served under its name (not one a reload has replaced or removed)."""
+        return self.repository.models.get(model.name) is model
 
     def check(self, reviews: Sequence[str], max_reviews: int | None = None,
               setting: str = "SENTIMENT_MAX_REVIEWS") -> None:
@@ -344,13 +425,21 @@ class ScoringCore:
         metrics.REQUEST_REVIEWS.observe(len(tokens))
         return await self._score(model, EncodedBatch(tokens, np.zeros(len(tokens), dtype=bool)))
 
+    async def _predict(self, model: LoadedModel, tokens: np.ndarray) -> np.ndarray:
+        """Through the model's batcher; a model a reload replaced after the request resolved it is scored on
+        its own (old) session, unbatched, so the request is answered by the model it named."""
+        if self._served(model):
+            return await self.batchers[model.name].predict(tokens)
+        if self._closed:
+            raise BatcherClosedError("the model is shutting down")
+        return await asyncio.wait_for(asyncio.to_thread(model.predict, tokens), self.limits.explain_timeout_seconds)
+
     async def _score(self, model: LoadedModel, encoded: EncodedBatch) -> ModelScores:
         name = model.name
         model_metrics = metrics.for_model(name)
-        batcher = self.batchers[name]
         started = time.perf_counter()
         try:
-            scores = (await batcher.predict(encoded.tokens)).tolist()
+            scores = (await self._predict(model, encoded.tokens)).tolist()
             check_scores(name, scores)
         except ModelUnavailable:
             model_metrics.unavailable.inc()
@@ -358,7 +447,7 @@ class ScoringCore:
         except BatcherClosedError:
             raise self._unavailable(name, f"model {name} is shutting down; retry on another instance") from None
         except TimeoutError:
-            raise self._unavailable(name, f"prediction took longer than {batcher.timeout} s "
+            raise self._unavailable(name, f"prediction took longer than {self.limits.explain_timeout_seconds} s "
                                           "(SENTIMENT_REQUEST_TIMEOUT_SECONDS); retry with fewer reviews") from None
         except Exception as error:
             log.exception("model %s failed", name)
@@ -400,7 +489,10 @@ class ScoringCore:
         if self._closed:
             raise self._unavailable(name, f"model {name} is shutting down; retry on another instance")
         method, executor = self._explainer(model)
-        future = asyncio.wrap_future(executor.submit(self._explain_now, model, method, reviews))
+        job = functools.partial(self._explain_now, model, method, reviews)
+        # A model a reload replaced after the request resolved it explains in a thread of its own.
+        future = asyncio.wrap_future(executor.submit(job)) if executor is not None \
+            else asyncio.ensure_future(asyncio.to_thread(job))
         timeout = self.limits.explain_timeout_seconds
         try:
             return await asyncio.wait_for(future, timeout)  # a job still queued then never runs
@@ -416,13 +508,15 @@ class ScoringCore:
             raise self._unavailable(name, f"model {name} failed to explain the reviews ({type(error).__name__}); "
                                          "other models are unaffected") from None
 
-    def _explainer(self, model: LoadedModel) -> tuple[explaining.Method, ThreadPoolExecutor]:
+    def _explainer(self, model: LoadedModel) -> tuple[explaining.Method, ThreadPoolExecutor | None]:
+        if not self._served(model):  # replaced by a reload since the request resolved it
+            return explaining.method_for(model), None
         explainer = self._explainers.get(model.name)
         if explainer is None:
             explainer = self._explainers[model.name] = (
-                explaining.method_for(model, self.batchers[model.name].max_batch_size),
+                model, explaining.method_for(model, self.batchers[model.name].max_batch_size),
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"explain-{model.name}"))
-        return explainer
+        return explainer[1], explainer[2]
 
     @staticmethod
     def _explain_now(model: LoadedModel, method: explaining.Method, reviews: Sequence[str]) -> ExplainResult:

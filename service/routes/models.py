@@ -20,7 +20,7 @@ async def list_models(core: CoreDep) -> ModelsResponse:
             test_metrics=m.metadata.test_metrics, parameters=m.metadata.parameters, max_len=m.metadata.max_len,
             num_words=m.metadata.num_words, tokenizer=m.metadata.tokenizer,
             vocabulary_sha256=m.metadata.vocabulary.sha256,
-            onnx_sha256=m.metadata.onnx_sha256, onnx_bytes=m.path.stat().st_size if m.path else None,
+            onnx_sha256=m.metadata.onnx_sha256, onnx_bytes=m.onnx_bytes,
             created=m.metadata.created, training=m.metadata.training, calibration=m.metadata.calibration,
             robustness=m.metadata.robustness, robustness_score=m.metadata.robustness_score,
         )
