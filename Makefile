@@ -10,7 +10,7 @@ PYTHON ?= $(or $(SYSTEM_PYTHON),$(shell command -v python3.11 || command -v pyth
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint chromium data train bench docker-check clean
+.PHONY: run test lint chromium data train bench docker-check clean bulk-install
 
 run: $(VENV)/.runtime-installed
 	$(BIN)/python -m service
@@ -41,6 +41,14 @@ bench: $(VENV)/.dev-installed
 docker-check:
 	bash .ci/docker-check
 
+# Ray Data for bulk scoring, `python -m bulk` (README, "Bulk scoring on Ray"): the runtime plus requirements-bulk.txt,
+# never the Docker image. `make test` has it too (requirements-dev.txt includes requirements-bulk.txt).
+bulk-install: $(VENV)/.bulk-installed
+
+$(VENV)/.bulk-installed: requirements.txt requirements-bulk.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -r requirements-bulk.txt
+	touch $@ $(VENV)/.runtime-installed
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -49,7 +57,8 @@ $(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-train.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev-installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-bulk.txt \
+                     deploy/requirements.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-installed
 
