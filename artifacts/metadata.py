@@ -237,6 +237,19 @@ class Robustness(_Strict):
     snippets_last_sentence: float = Field(ge=0, le=1, description="Accuracy on each review's last sentence alone.")
 
 
+class ExportRecord(_Strict):
+    """Exact rewrites applied to the exported graph after tf2onnx (training/fold.py): the same scores, faster."""
+
+    rewrites: list[str] = Field(description="The rewrites applied, in order: `fold_embedding_conv` (the embedding "
+                                "folded into the first convolution's per-tap tables), `native_gru` (a Keras GRU's "
+                                "Loop replaced by ONNX's GRU operator).")
+    before_sha256: str | None = Field(None, pattern=SHA256_PATTERN, description="Checksum of the graph the rewrites "
+                                      "were applied to, when they were applied to a written export.")
+    max_abs_diff: float | None = Field(None, ge=0, description="Largest |difference| between the rewritten graph's "
+                                       "outputs and the graph's before, on `reviews` test reviews.")
+    reviews: int | None = Field(None, ge=1, description="How many test reviews `max_abs_diff` was measured on.")
+
+
 class ImportRecord(_Strict):
     """Where an imported model came from (``python -m training.import_model``): a Keras model trained elsewhere
     (R's keras, tf.keras, Keras 3), exported by the project's exporter. It has no training record."""
@@ -282,6 +295,8 @@ class ModelMetadata(_Strict):
     onnx_opset: int | None = None
     parity_max_abs_diff: float | None = Field(
         None, ge=0, description="Largest |ONNX - Keras| score on the parity reviews.")
+    export: ExportRecord | None = Field(
+        None, description="Exact rewrites of the exported graph (training/fold.py); absent: none recorded.")
     test_metrics: TestMetrics | None = Field(None, description="On the 25,000 IMDB test reviews.")
     config: dict = Field(default_factory=dict, description="The training configuration (training/presets.py).")
     training: TrainingRecord | None = None

@@ -3,6 +3,8 @@
 (a) the limit: onnxruntime in-process on pre-tokenized batches;
 (b) the service over HTTP on loopback, driven by a load generator in another process;
 (c) the naive baseline: Keras ``model.predict`` per request in a minimal FastAPI app;
+(d) the current and the rewritten exports of every model (``training/fold.py``; ``benchmarks/exports.py``):
+    in-process at batch 1 and 32 with one onnxruntime thread, and the service at concurrency 32 with each;
 
 and, for the (b)/(a) target, (a) at its best setting and (b) at concurrency 32 back to back, three
 times, since this machine's speed drifts by several per cent within minutes.
@@ -28,6 +30,7 @@ import onnxruntime as ort
 
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import MetadataError, read_metadata
+from benchmarks import exports
 from benchmarks.measure import (
     MODEL_BATCH_SIZES,
     PAIRED_CONCURRENCY,
@@ -113,6 +116,8 @@ def markdown(report: dict) -> str:
         accuracy = "–" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
         lines.append(f"| `{name}` | {accuracy} | {row['p50_ms_one_review']:.3f} | {relative} | "
                      + " | ".join(f"{rates[size]:,.0f}" for size in sizes) + " |")
+    if report.get("exports"):
+        lines += exports.markdown(report["exports"])
     return "\n".join(lines) + "\n"
 
 
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per scenario")
     parser.add_argument("--workers", type=int, default=2, help="service uvicorn workers, as in docker-compose.yml")
     parser.add_argument("--skip-naive", action="store_true", help="skip the Keras baseline (needs TensorFlow)")
+    parser.add_argument("--skip-exports", action="store_true",
+                        help="skip (d), the current and rewritten exports side by side (needs TensorFlow)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
@@ -181,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                 naive_rows = run_scenarios(f"{url}/predict", NAIVE_SCENARIOS, reviews, folder, args.duration, "naive",
                                            pid)
 
+        exports_report = None
+        if not args.skip_exports:
+            exports_report = exports.run(args.model_dir, reviews, folder, args.duration, args.workers)
+
     def row(rows, concurrency, per_request=1):
         return next(r for r in rows if r["concurrency"] == concurrency and r["reviews_per_request"] == per_request)
 
@@ -198,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "limit": {"best": best_limit, "best_threads": best_threads, "best_batch_size": best_batch_size,
                   "by_threads": by_threads},
         "models": latencies, "service": service_rows, "paired": pairs, "naive": naive_rows, "ratios": ratios,
+        "exports": exports_report,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
