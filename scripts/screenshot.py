@@ -12,56 +12,17 @@ waits for the highlighted words and saves a full-page screenshot, reduced to a 2
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from tests.conftest import running_server  # noqa: E402  (the tests' server: one way to start the service)
+
 CHROMIUM = "/usr/bin/chromium"
 DEFAULT_SAMPLE = 5  # a short review on which the models disagree (service/static/samples.json, from 0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def service(model_dir: Path):
-    """`python -m service` on the committed models, ready; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "SENTIMENT_HOST": "127.0.0.1", "SENTIMENT_PORT": str(port),
-           "SENTIMENT_MODEL_DIR": str(model_dir), "SENTIMENT_ACCESS_LOG": "false"}
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, text=True)
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise SystemExit(f"the service exited:\n{log.read()}")
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{base_url}/readyz", timeout=1) as response:
-                        if response.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    raise SystemExit("the service was not ready within 60 s")
-                time.sleep(0.2)
-            yield base_url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def shrink(path: Path) -> None:
@@ -84,7 +45,8 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
     args = parser.parse_args()
 
-    with service(args.model_dir) as base_url, sync_playwright() as playwright:
+    with running_server(model_dir=str(args.model_dir), access_log="false") as (base_url, _), \
+            sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         try:
             page = browser.new_page(viewport={"width": args.width, "height": 900})
