@@ -35,8 +35,7 @@ from training import presets
 from training.cad import CadPair
 from training.calibrate import held_out_indices
 from training.data import DataError, dataset_path, load_imdb, require_data_file, word_index_path
-from training.evaluate import THRESHOLD
-from training.robustness import Snippets, cad_figures, snippets
+from training.robustness import Snippets, cad_figures, right, snippets
 
 BAG = presets.TUNED["bigram_bag"]
 SCOPES = {"tokenizer": "keras_scopes"}
@@ -75,8 +74,8 @@ def dev_figures(model, tokenizer: Tokenizer, pairs: list[CadPair]) -> dict[str, 
 
 def snippet_accuracy(model, tokenizer: Tokenizer, cut: Snippets) -> float:
     """Accuracy on the first and on the last sentences, averaged."""
-    return float(np.mean([np.mean((model.predict(tokenizer.encode_batch(texts), verbose=0).ravel() >= THRESHOLD)
-                                  == cut.labels) for texts in (cut.first, cut.last)]))
+    return float(np.mean([right(model.predict(tokenizer.encode_batch(texts), verbose=0).ravel(), cut.labels).mean()
+                          for texts in (cut.first, cut.last)]))
 
 
 def per_epoch_measure(keras, tokenizer: Tokenizer, pairs: list[CadPair], validation_snippets: Snippets,
