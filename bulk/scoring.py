@@ -8,16 +8,17 @@ and the model repository it loads (``service/repository.py``):
   output shapes), the same default model and the same onnxruntime thread settings;
 * which models: ``ScoringCore.resolve``, so ``--models`` takes what ``?model=`` takes (names, ``all``,
   comma-separated names; an unknown name fails with the service's message);
-* which reviews: the request rules of ``/predict`` (text, not blank, at most ``SENTIMENT_MAX_REVIEW_CHARS``
-  characters), per row: a row that breaks one is reported with the reason instead of failing the run;
-* tokenizing once per vocabulary (models that share a tokenizer score the same token batch), the onnxruntime
-  session's ``predict`` in batches of at most ``SENTIMENT_BATCH_MAX_SIZE(S)`` rows (what the service's batcher
-  runs), ``check_scores`` on what the model returned and ``label_of`` (the same threshold). Calibration is in
-  the exported graph, so the scores are the service's.
+* which reviews: ``review_problem``, the per-review rules of every way in (text, not blank, at most
+  ``SENTIMENT_MAX_REVIEW_CHARS`` characters), per row: a row that breaks one is reported with the reason instead
+  of failing the run;
+* ``encode_once``: tokenizing once per vocabulary (models that share a tokenizer score the same token batch),
+  the onnxruntime session's ``predict`` in batches of at most ``SENTIMENT_BATCH_MAX_SIZE(S)`` rows (what the
+  service's batcher runs), ``check_scores`` on what the model returned and ``label_of`` (the same threshold).
+  Calibration is in the exported graph, so the scores are the service's.
 
 The core's own entry point, ``ScoringCore.score_with``, is asynchronous and goes through the per-model
-batchers; this module calls the synchronous pieces it is made of (see the report of issue 20 for the small
-refactor that would give the core a synchronous entry point both could share).
+batchers; this module calls the synchronous pieces it is made of (``encode_once``, each model's ``predict``,
+``check_scores``, ``label_of``), and splits a block into the batches the batcher would run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pyarrow as pa
 
 from service.config import Settings
 from service.repository import LoadedModel
-from service.scoring import ModelUnavailable, ScoringCore, check_scores, label_of
+from service.scoring import ModelUnavailable, ScoringCore, check_scores, encode_once, label_of, review_problem
 
 # The columns every input block has (bulk/sources.py) and what a batch of scores adds.
 ID, TEXT, PROBLEM = "id", "text", "problem"
@@ -87,26 +88,20 @@ class BatchScorer:
         self.core.warm_up()
 
     def problem_of(self, text: object) -> str | None:
-        """Why the service would refuse this review (the rules of /predict's body and limits), or None."""
+        """Why the service would refuse this review (``review_problem``: the per-review rules of every way in), or
+        None."""
         if text is None:
             return "no text"
-        if not isinstance(text, str):
-            return f"text is not a string ({type(text).__name__})"
-        if not text.strip():
-            return "text is empty or whitespace only"
-        limit = self.core.limits.max_review_chars
-        if len(text) > limit:
-            return f"text has {len(text)} characters, at most {limit} are accepted (SENTIMENT_MAX_REVIEW_CHARS)"
-        return None
+        problem = review_problem(text, self.core.limits.max_review_chars)
+        return None if problem is None else f"text {problem}"
 
     def score(self, texts: Sequence[str]) -> dict[str, tuple[list[float], list[str | None]]]:
         """Per model, the score and label of each text (checked with ``problem_of``), in order. A score the model
         got wrong (outside [0, 1], NaN: ``check_scores``) comes back as NaN with the label None."""
-        tokenizers = {id(model.tokenizer): model.tokenizer for model in self.models}
-        tokens = {key: tokenizer.encode_reviews(texts).tokens for key, tokenizer in tokenizers.items()}
+        encoded = encode_once(self.models, texts)
         results = {}
         for model in self.models:
-            batch, size = tokens[id(model.tokenizer)], self.settings.max_batch_size(model.name)
+            batch, size = encoded[id(model.tokenizer)].tokens, self.settings.max_batch_size(model.name)
             parts = [model.predict(batch[start:start + size]) for start in range(0, len(batch), size)]
             scores = np.concatenate(parts).astype(np.float64).tolist() if parts else []
             try:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema, fi
 from pydantic_core import PydanticCustomError
 
 from artifacts.metadata import Calibration, Robustness, TestMetrics, TrainingRecord
+from service.scoring import is_blank
 
 POSITIVE_EXAMPLE = "One of the best films I have seen in years: moving, funny and beautifully acted."
 NEGATIVE_EXAMPLE = "A dull, lifeless mess. The plot makes no sense and the acting is painfully bad."
@@ -31,7 +32,7 @@ class PredictRequest(BaseModel):
     @field_validator("reviews")
     @classmethod
     def reviews_have_text(cls, reviews: list[str]) -> list[str]:
-        blank = [index for index, review in enumerate(reviews) if not review.strip()]
+        blank = [index for index, review in enumerate(reviews) if is_blank(review)]
         if blank:
             raise PydanticCustomError("blank_review", "reviews must contain text; reviews at positions {positions} are "
                                       "empty or whitespace only", {"positions": str(blank)})

@@ -89,6 +89,30 @@ def warnings_of(words: int, known: int, truncated: bool) -> tuple[WarningCode, .
     return tuple(found)
 
 
+def is_blank(review: str) -> bool:
+    """No text to score: empty or whitespace only (the tokenizer splits on Python's whitespace)."""
+    return not review.strip()
+
+
+def review_problem(review: object, max_chars: int) -> str | None:
+    """Why one review cannot be scored, as the end of a sentence about it ("review 3 ..."), or None: the per-review
+    rules of every way in (a string, with text, at most ``max_chars`` characters)."""
+    if not isinstance(review, str):
+        return f"is not a string ({type(review).__name__})"
+    if is_blank(review):
+        return "is empty or whitespace only"
+    if len(review) > max_chars:
+        return f"has {len(review)} characters, at most {max_chars} are accepted (SENTIMENT_MAX_REVIEW_CHARS)"
+    return None
+
+
+def encode_once(models: Iterable[LoadedModel], reviews: Sequence[str]) -> dict[int, EncodedBatch]:
+    """The reviews tokenized once per tokenizer, keyed by ``id(model.tokenizer)``: models that share a tokenizer
+    score the very same token batch."""
+    tokenizers = {id(model.tokenizer): model.tokenizer for model in models}
+    return {key: tokenizer.encode_reviews(reviews) for key, tokenizer in tokenizers.items()}
+
+
 def check_scores(model: str, scores: list[float]) -> None:
     """ModelUnavailable (logged) unless every score is a probability; NaN fails too."""
     if not all(0 <= score <= 1 for score in scores):
@@ -352,9 +376,8 @@ class ScoringCore:
                                f"request ({setting}); split them over several requests", len(reviews))
         for position, review in enumerate(reviews):
             if len(review) > limits.max_review_chars:
-                raise InvalidInput(("reviews", position), f"review {position} has {len(review)} characters, at most "
-                                   f"{limits.max_review_chars} are accepted (SENTIMENT_MAX_REVIEW_CHARS); shorten it",
-                                   len(review))
+                raise InvalidInput(("reviews", position), f"review {position} "
+                                   f"{review_problem(review, limits.max_review_chars)}; shorten it", len(review))
 
     def resolve(self, requested: Iterable[str] | None) -> list[LoadedModel]:
         """The models a request names, in the order asked, without repeats: none means the default,
@@ -390,13 +413,10 @@ class ScoringCore:
     async def score_with(self, models: list[LoadedModel], reviews: Sequence[str]) -> ScoringResult:
         """Scores checked ``reviews`` with already resolved ``models``."""
         metrics.REQUEST_REVIEWS.observe(len(reviews))
-        # Models that share a tokenizer score the very same token batch.
-        tokenizers = list({id(m.tokenizer): m.tokenizer for m in models}.values())
         if sum(map(len, reviews)) > INLINE_TOKENIZE_CHARS:
-            encoded = await asyncio.to_thread(lambda: [t.encode_reviews(reviews) for t in tokenizers])
+            batches = await asyncio.to_thread(encode_once, models, reviews)
         else:
-            encoded = [t.encode_reviews(reviews) for t in tokenizers]
-        batches = {id(t): batch for t, batch in zip(tokenizers, encoded, strict=True)}
+            batches = encode_once(models, reviews)
         scoring = [self._score(m, batches[id(m.tokenizer)]) for m in models]
         results = [await scoring[0]] if len(scoring) == 1 else list(await asyncio.gather(*scoring))
         return ScoringResult(results, Agreement.of(results) if len(results) > 1 else None)

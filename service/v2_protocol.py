@@ -33,7 +33,7 @@ from pydantic_core import to_json
 
 from service.repository import LoadedModel
 from service.schemas import NEGATIVE_EXAMPLE, POSITIVE_EXAMPLE
-from service.scoring import POSITIVE_THRESHOLD, ScoringCore
+from service.scoring import POSITIVE_THRESHOLD, ScoringCore, is_blank
 
 PLATFORM = "onnxruntime"
 EXTENSIONS = ["binary_tensor_data"]
@@ -290,7 +290,7 @@ def _texts(tensor: RequestInput, raw: memoryview | None) -> list[str]:
         texts = _data(tensor, count)
         if not all(type(text) is str for text in texts):
             raise V2Error(f"input {TEXT!r}: every element of data must be a string")
-    blank = [position for position, text in enumerate(texts) if not text.strip()]
+    blank = [position for position, text in enumerate(texts) if is_blank(text)]
     if blank:
         raise V2Error(f"reviews must contain text; reviews at positions {blank} are empty or whitespace only")
     return texts
