@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import read_metadata, write_metadata
@@ -49,59 +48,6 @@ COMPARE_REVIEWS = 512  # reviews each model scores per batch size and round; the
 ROUNDS = 9
 SERVICE_ROUNDS = 3
 SERVICE_CONCURRENCY = 32
-
-
-def graft_calibration(raw: bytes, calibrated: bytes) -> bytes:
-    """``raw`` (an uncalibrated graph) with ``calibrated``'s calibration: the nodes and initializers
-    ``training.calibrate.calibrated`` added to ``calibrated`` (those ``uncalibrated`` removes), reading ``raw``'s
-    logit, and ``calibrated``'s outputs; ``raw`` itself when ``calibrated`` has no calibration."""
-    from training import calibrate
-
-    stripped = onnx.load_from_string(calibrate.uncalibrated(calibrated))
-    if calibrate.temperature_of(calibrated) is None:
-        return raw
-    target, source = onnx.load_from_string(raw), onnx.load_from_string(calibrated)
-    kept = {node.name for node in stripped.graph.node}
-    sigmoid_target, sigmoid_source = _final_sigmoid(target.graph), _final_sigmoid(source.graph)
-    raw_logit_source, raw_logit_target = _final_sigmoid(stripped.graph).input[0], sigmoid_target.input[0]
-    added = [node for node in source.graph.node if node.name not in kept]
-    if sigmoid_source.name in {node.name for node in added}:
-        raise ValueError("the calibrated graph's final Sigmoid is not the raw graph's")
-    position = list(target.graph.node).index(sigmoid_target)
-    for offset, node in enumerate(added):
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        for index, name in enumerate(copy.input):
-            if name == raw_logit_source:
-                copy.input[index] = raw_logit_target
-        target.graph.node.insert(position + offset, copy)
-    sigmoid_target.input[0] = sigmoid_source.input[0]
-    read = {name for node in added for name in node.input}
-    have = {init.name for init in target.graph.initializer}
-    target.graph.initializer.extend(init for init in source.graph.initializer if init.name in read - have)
-    del target.graph.output[:]
-    target.graph.output.extend(source.graph.output)
-    if sigmoid_target.output[0] != source.graph.output[0].name:
-        raise ValueError("the raw and calibrated graphs name their score differently")
-    onnx.checker.check_model(target)
-    return target.SerializeToString()
-
-
-def _final_sigmoid(graph: onnx.GraphProto) -> onnx.NodeProto:
-    score = graph.output[0].name
-    return next(node for node in graph.node if score in node.output and node.op_type == "Sigmoid")
-
-
-def rebuild_current(name: str, model_dir: Path) -> bytes:
-    """The model's current export, before the rewrites: its Keras weights exported as the pipeline does without
-    ``training.fold``'s rewrites, with the committed graph's calibration."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training import export, fold
-
-    metadata = read_metadata(model_dir / f"{name}.json")
-    model = fold.load_keras(metadata, model_dir / "keras" / f"{name}.weights.h5")
-    raw = export.to_onnx(model, metadata.max_len, rewrite=False)
-    return graft_calibration(raw, (model_dir / f"{name}.onnx").read_bytes())
 
 
 def current_exports(model_dir: Path, folder: Path, reviews: list[str]) -> tuple[Path, dict[str, dict]]:
@@ -121,7 +67,7 @@ def current_exports(model_dir: Path, folder: Path, reviews: list[str]) -> tuple[
         metadata = read_metadata(onnx_path.with_suffix(".json"))
         if metadata.export is None or not metadata.export.rewrites:
             continue
-        rebuilt = rebuild_current(metadata.name, model_dir)
+        rebuilt = fold.unrewritten_export(metadata.name, model_dir)
         tokens = load_tokenizer(metadata, model_dir, tokenizers).encode_batch(reviews)
         difference = fold.max_abs_difference(onnx_path.read_bytes(), rebuilt, tokens)
         if not difference <= REBUILD_TOLERANCE:

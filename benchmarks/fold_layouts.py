@@ -33,12 +33,11 @@ REVIEWS = 512
 
 def build_variants(names: list[str], model_dir: Path, folder: Path) -> dict[str, dict[str, Path]]:
     """Every layout variant of every model, written into ``folder`` (TensorFlow only in this step's process)."""
-    from benchmarks.exports import rebuild_current
     from training import fold
 
     variants = {}
     for name in names:
-        current = rebuild_current(name, model_dir)
+        current = fold.unrewritten_export(name, model_dir)
         (folder / f"{name}_current.onnx").write_bytes(current)
         variants[name] = {"current export (not rewritten)": str(folder / f"{name}_current.onnx")}
         for layout in fold.LAYOUTS:

@@ -28,9 +28,7 @@ TOLERANCE = 1e-5
 def current_exports():
     """Each conv model's current export, before the rewrites: its Keras weights through the unrewritten export,
     with the committed graph's calibration (what the benchmark measures as "current")."""
-    from benchmarks.exports import rebuild_current
-
-    return {name: rebuild_current(name, MODELS_DIR) for name in CONV_MODELS}
+    return {name: fold.unrewritten_export(name, MODELS_DIR) for name in CONV_MODELS}
 
 
 @pytest.fixture(scope="module")
@@ -197,12 +195,76 @@ def test_a_review_of_padding_alone_or_without_padding_scores_as_before(current_e
         assert max(np.max(np.abs(before[key] - after[key])) for key in before) <= TOLERANCE
 
 
+def every_padding_length(name: str) -> np.ndarray:
+    """One row per count of padding ids in front, 0 .. max_len (the last: padding alone), random ids after it."""
+    length = read_metadata(MODELS_DIR / f"{name}.json").max_len
+    tokens = np.random.default_rng(5).integers(1, vocabulary_of(name), (length + 1, length), dtype=np.int32)
+    for lead in range(length + 1):
+        tokens[lead, :lead] = 0
+    return tokens
+
+
+def test_conv1d_scores_a_review_with_any_amount_of_padding_as_before_alone_or_in_a_batch(current_exports):
+    committed = (MODELS_DIR / "conv1d.onnx").read_bytes()
+    tokens = every_padding_length("conv1d")
+    for batch_size in (1, 7, 501):  # alone (the most cut), in mixed batches (the least padding of the batch)
+        before = fold.outputs(current_exports["conv1d"], tokens, batch_size)
+        after = fold.outputs(committed, tokens, batch_size)
+        assert max(np.max(np.abs(before[key] - after[key])) for key in before) <= TOLERANCE, batch_size
+    assert np.std(before["Identity:0"]) > 0.05
+
+
+def ids_the_embedding_reads(onnx_bytes: bytes, tokens: np.ndarray) -> int:
+    """How many ids of each row the graph's first Gather of a table reads: its index input, made an output."""
+    model = onnx.load_from_string(onnx_bytes)
+    (trim,) = [node for node in model.graph.node if node.op_type == "Slice" and node.name.startswith("trim")]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(trim.output[0], onnx.TensorProto.INT32, None))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run([trim.output[0]], {"tokens": tokens})[0].shape[1]
+
+
+def test_conv1d_reads_only_the_end_of_a_batch_that_is_padded_in_front(current_exports):
+    assert fold.TRIM_PADDING in read_metadata(MODELS_DIR / "conv1d.json").export.rewrites
+    committed = (MODELS_DIR / "conv1d.onnx").read_bytes()
+    tokens = every_padding_length("conv1d")
+    # a review of 100 ids: the cut keeps them, one window that reads padding alone (6 * 5 + 5 + 6 = 41 ids wide
+    # for a second convolution of 7 over pools of 5 over a first convolution of 7) and what aligns the start with
+    # the pooling's stride
+    read = ids_the_embedding_reads(committed, tokens[400:401])
+    assert 141 <= read < 141 + 5 and (500 - read) % 5 == 0
+    assert ids_the_embedding_reads(committed, tokens[0:1]) == 500  # no padding: nothing cut
+    assert ids_the_embedding_reads(committed, tokens[20:30]) == 500  # too little padding to cut any
+    assert ids_the_embedding_reads(committed, tokens[400:480]) == read  # a batch: the least padded review counts
+    assert ids_the_embedding_reads(committed, tokens[500:501]) == 500  # padding alone: its first id reads as a word
+
+
+@pytest.mark.parametrize("lead", range(0, 80))
+def test_the_cut_starts_on_the_pooling_s_stride_and_leaves_one_window_of_padding_alone(lead):
+    stride, field = 5, 41
+    start = int(fold.padding_starts(80, stride, field)[lead])
+    assert start % stride == 0 and 0 <= start <= lead
+    if start:  # the position where the cut sequence starts still reads padding alone, the one after it does not
+        assert start + field <= lead < start + stride + field
+    else:
+        assert lead < stride + field
+
+
+@pytest.mark.parametrize("name", ["conv1d_tuned", "conv_lstm", "conv_lstm_tuned"])
+def test_a_graph_whose_pooling_counts_the_padding_is_not_cut(name, current_exports):
+    # conv1d_tuned pools the max and the mean over time (the mean counts every position); the others end in a
+    # recurrent layer (skip_padding's business)
+    assert fold.trim_padding(current_exports[name]) is current_exports[name]
+
+
 @pytest.mark.parametrize("name", BAG_MODELS)
 def test_a_graph_without_the_patterns_comes_back_byte_for_byte(name):
     original = (MODELS_DIR / f"{name}.onnx").read_bytes()
     assert fold.fold_embedding_conv(original) is original
     assert fold.native_gru(original) is original
     assert fold.skip_padding(original) is original
+    assert fold.trim_padding(original) is original
     result = fold.rewrite(original)
     assert result.applied == () and result.onnx_bytes is original and result.max_abs_diff is None
 
@@ -284,7 +346,7 @@ def test_the_command_rewrites_a_current_export_in_place_and_records_it(current_m
     metadata = read_metadata(current_model_folder / "conv1d.json")
     assert after != before and metadata.onnx_sha256 == file_sha256(current_model_folder / "conv1d.onnx")
     assert metadata.onnx_bytes == len(after)
-    assert metadata.export.rewrites == [fold.FOLD_EMBEDDING_CONV, fold.FUSE_CONV_BIAS]
+    assert metadata.export.rewrites == [fold.TRIM_PADDING, fold.FOLD_EMBEDDING_CONV, fold.FUSE_CONV_BIAS]
     assert metadata.export.before_sha256 == file_sha256_of(before)
     assert metadata.export.reviews == 239 and metadata.export.max_abs_diff <= TOLERANCE  # the committed sample
     assert "tests/data/imdb_sample.jsonl" in capsys.readouterr().err
@@ -294,6 +356,27 @@ def test_the_command_rewrites_a_current_export_in_place_and_records_it(current_m
     assert fold.main(["--out", str(current_model_folder), "--models", "conv1d", "--no-keras-parity"]) == 0
     assert (current_model_folder / "conv1d.onnx").read_bytes() == after
     assert "conv1d: nothing to rewrite" in capsys.readouterr().err
+
+
+def test_from_keras_the_command_adds_a_new_rewrite_to_a_model_rewritten_before_it_existed(current_model_folder,
+                                                                                             current_exports, capsys):
+    # conv1d as the rewrites before trim_padding left it: a folded graph, which no rewrite matches any more
+    older = fold.fuse_conv_bias(fold.fold_embedding_conv(current_exports["conv1d"]))
+    (current_model_folder / "conv1d.onnx").write_bytes(older)
+    metadata = read_metadata(current_model_folder / "conv1d.json")
+    write_metadata(metadata.model_copy(update={"onnx_sha256": file_sha256(current_model_folder / "conv1d.onnx"),
+                                               "onnx_bytes": len(older)}), current_model_folder / "conv1d.json")
+    assert fold.main(["--out", str(current_model_folder), "--models", "conv1d", "--no-keras-parity"]) == 0
+    assert "conv1d: nothing to rewrite" in capsys.readouterr().err
+    (current_model_folder / "keras").mkdir()
+    shutil.copy(MODELS_DIR / "keras" / "conv1d.weights.h5", current_model_folder / "keras")
+    assert fold.main(["--out", str(current_model_folder), "--models", "conv1d", "--no-keras-parity",
+                      "--from-keras"]) == 0
+    metadata = read_metadata(current_model_folder / "conv1d.json")
+    assert metadata.export.rewrites == [fold.TRIM_PADDING, fold.FOLD_EMBEDDING_CONV, fold.FUSE_CONV_BIAS]
+    after = (current_model_folder / "conv1d.onnx").read_bytes()
+    assert metadata.onnx_sha256 == file_sha256_of(after)
+    assert fold.max_abs_difference(current_exports["conv1d"], after, every_padding_length("conv1d")) <= TOLERANCE
 
 
 def file_sha256_of(data: bytes) -> str:
@@ -350,11 +433,10 @@ def test_a_loop_whose_body_is_not_keras_s_gru_step_is_left_as_it_is(current_expo
 
 
 def test_the_benchmark_grafts_the_committed_calibration_exactly():
-    from benchmarks.exports import graft_calibration
     from training import calibrate
 
     committed = (MODELS_DIR / "conv1d.onnx").read_bytes()
-    grafted = graft_calibration(calibrate.uncalibrated(committed), committed)
+    grafted = calibrate.graft_calibration(calibrate.uncalibrated(committed), committed)
     tokens = random_rows("conv1d")[:16]
     assert fold.max_abs_difference(committed, grafted, tokens) == 0
     assert ([n.op_type for n in onnx.load_from_string(grafted).graph.node]

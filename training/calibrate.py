@@ -483,6 +483,40 @@ def uncalibrated(onnx_bytes: bytes) -> bytes:
 # --- fitting and measuring ---------------------------------------------------------------------------------------
 
 
+
+def graft_calibration(raw: bytes, calibrated: bytes) -> bytes:
+    """``raw`` (an uncalibrated graph) with ``calibrated``'s calibration: the nodes and initializers
+    ``calibrated``'s calibration step added to ``calibrated`` (those ``uncalibrated`` removes), reading ``raw``'s
+    logit, and ``calibrated``'s outputs; ``raw`` itself when ``calibrated`` has no calibration."""
+    stripped = onnx.load_from_string(uncalibrated(calibrated))
+    if temperature_of(calibrated) is None:
+        return raw
+    target, source = onnx.load_from_string(raw), onnx.load_from_string(calibrated)
+    kept = {node.name for node in stripped.graph.node}
+    sigmoid_target, sigmoid_source = _final_sigmoid(target.graph), _final_sigmoid(source.graph)
+    raw_logit_source, raw_logit_target = _final_sigmoid(stripped.graph).input[0], sigmoid_target.input[0]
+    added = [node for node in source.graph.node if node.name not in kept]
+    if sigmoid_source.name in {node.name for node in added}:
+        raise ValueError("the calibrated graph's final Sigmoid is not the raw graph's")
+    position = list(target.graph.node).index(sigmoid_target)
+    for offset, node in enumerate(added):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        for index, name in enumerate(copy.input):
+            if name == raw_logit_source:
+                copy.input[index] = raw_logit_target
+        target.graph.node.insert(position + offset, copy)
+    sigmoid_target.input[0] = sigmoid_source.input[0]
+    read = {name for node in added for name in node.input}
+    have = {init.name for init in target.graph.initializer}
+    target.graph.initializer.extend(init for init in source.graph.initializer if init.name in read - have)
+    del target.graph.output[:]
+    target.graph.output.extend(source.graph.output)
+    if sigmoid_target.output[0] != source.graph.output[0].name:
+        raise ValueError("the raw and calibrated graphs name their score differently")
+    onnx.checker.check_model(target)
+    return target.SerializeToString()
+
 def _mean_log_loss(logits_: np.ndarray, labels: np.ndarray, temperature: Temperature) -> float:
     """Mean binary cross-entropy of sigmoid(map(logit)), computed from the mapped logit (no clipping, no
     overflow)."""
