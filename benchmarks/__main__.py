@@ -61,6 +61,22 @@ def machine() -> dict:
             "onnxruntime": ort.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
+def run_stamp(module: str | None = None, argv: list[str] | None = None) -> dict:
+    """The head of every benchmark report: when (UTC) and on what machine it ran, and with ``module``, the command
+    that ran it."""
+    stamp = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
+    if module is not None:
+        stamp["command"] = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+    return stamp
+
+
+def write_report(out: Path, stem: str, report: dict, text: str) -> None:
+    """``report`` as ``out/stem.json`` and its Markdown ``text`` as ``out/stem.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text)
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "missed"
 
@@ -203,18 +219,16 @@ def main(argv: list[str] | None = None) -> int:
                                    if naive_rows else None),
     }
     report = {
-        "model": args.model, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "duration_s": args.duration, "workers": args.workers,
+        "model": args.model, **run_stamp(), "duration_s": args.duration, "workers": args.workers,
         "tokenize_us_per_review": tokenize_us,
         "limit": {"best": best_limit, "best_threads": best_threads, "best_batch_size": best_batch_size,
                   "by_threads": by_threads},
         "models": latencies, "service": service_rows, "paired": pairs, "naive": naive_rows, "ratios": ratios,
         "exports": exports_report,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "latest.md").write_text(markdown(report))
-    print("\n" + markdown(report))
+    text = markdown(report)
+    write_report(args.out, "latest", report, text)
+    print("\n" + text)
     return 0
 
 

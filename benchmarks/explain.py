@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import json
 import random
 import statistics
 import sys
@@ -30,7 +28,7 @@ import httpx
 import numpy as np
 
 from artifacts.tokenizer import text_to_words
-from benchmarks.__main__ import machine
+from benchmarks.__main__ import run_stamp, write_report
 from benchmarks.measure import free_port, server
 from service.config import Settings
 from service.scoring import ExplainResult, ScoringCore
@@ -174,16 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency over HTTP, one review of {len(text_to_words(review))} words", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         timed = latencies(args.model_dir, names, review, args.requests, Path(scratch))
-    report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
-              "command": "python -m benchmarks.explain " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "reviews": len(reviews), "faithfulness": faithful, "latency_words": len(text_to_words(review)),
-              "latency": timed, "models": {name: core.repository.models[name].version for name in names}}
+    report = {**run_stamp("benchmarks.explain", argv), "reviews": len(reviews), "faithfulness": faithful,
+              "latency_words": len(text_to_words(review)), "latency": timed,
+              "models": {name: core.repository.models[name].version for name in names}}
     text = markdown(report)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "explain.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "explain.md").write_text(text)
+        write_report(args.out, "explain", report, text)
     return 0
 
 

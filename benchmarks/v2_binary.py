@@ -19,8 +19,6 @@ inference) and the client's. Every way must return the same scores.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import random
 import statistics
@@ -35,7 +33,7 @@ import tritonclient.http as httpclient
 
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import read_metadata
-from benchmarks.__main__ import machine
+from benchmarks.__main__ import run_stamp, write_report
 from benchmarks.measure import free_port, server
 from benchmarks.procfs import thread_cpu_seconds
 from training.data import DataError, dataset_path, load_imdb, require_data_file
@@ -171,16 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {way:>14}: p50 {row['p50_ms']:7.1f} ms, {row['reviews_per_s']:7,.0f} reviews/s, server "
                           f"CPU {cpu['event_loop']:.1f} + {cpu['other_threads']:.1f} ms/request, client CPU "
                           f"{row['client_cpu_ms_per_request']:.1f} ms/request", flush=True)
-    report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
-              "command": "python -m benchmarks.v2_binary " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "load_average": [load_before, os.getloadavg()[0]], "batch": args.batch,
-              "tritonclient": version("tritonclient"), "models": report_models}
+    report = {**run_stamp("benchmarks.v2_binary", argv), "load_average": [load_before, os.getloadavg()[0]],
+              "batch": args.batch, "tritonclient": version("tritonclient"), "models": report_models}
     text = markdown(report)
     print("\n" + text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "v2_binary.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "v2_binary.md").write_text(text)
+        write_report(args.out, "v2_binary", report, text)
     return 0
 
 

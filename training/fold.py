@@ -768,8 +768,10 @@ def trim_padding(onnx_bytes: bytes) -> bytes:
     if rank < 3:
         return onnx_bytes
     receptive = _receptive_field(tool, pool.input[0], shapes, axis=rank - 1)  # GlobalMaxPool: over the last axis
-    length = (shapes.get(receptive.ids) or [None, None])[1] if receptive is not None else None
-    if receptive is None or not length:
+    if receptive is None:
+        return onnx_bytes
+    length = (shapes.get(receptive.ids) or [None, None])[1]
+    if not length:
         return onnx_bytes
     gathers = [node for node in tool.consumers.get(receptive.ids, []) if node.op_type == "Gather"]
     if len(gathers) != 1 or len(tool.consumers[receptive.ids]) != 1 or not _a_chain(tool, gathers[0], pool):
@@ -1114,13 +1116,17 @@ def random_tokens(onnx_bytes: bytes, rows: int, seed: int = 0) -> np.ndarray:
     return tokens
 
 
-def outputs(onnx_bytes: bytes, tokens: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Every output of the graph for ``tokens``, as float64, by name."""
+def _session(onnx_bytes: bytes):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def outputs(graph, tokens: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Every output of the graph (its bytes, or an onnxruntime session of it) for ``tokens``, as float64, by name."""
+    session = _session(graph) if isinstance(graph, bytes) else graph
     names = [output.name for output in session.get_outputs()]
     input_name = session.get_inputs()[0].name
     chunks = [session.run(None, {input_name: tokens[start:start + batch_size].astype(np.int32)})
@@ -1133,9 +1139,10 @@ def max_abs_difference(before: bytes, after: bytes, tokens: np.ndarray,
     """The largest |difference| between the two graphs' outputs (all of them, matched by name) on ``tokens``, run
     in batches of each of ``batch_sizes``: ``trim_padding`` cuts what a whole batch has in front, so one review at a
     time is where it cuts most."""
+    old_session, new_session = _session(before), _session(after)  # loaded once for every batch size
     largest = 0.0
     for batch_size in batch_sizes:
-        old, new = outputs(before, tokens, batch_size), outputs(after, tokens, batch_size)
+        old, new = outputs(old_session, tokens, batch_size), outputs(new_session, tokens, batch_size)
         if sorted(old) != sorted(new):
             raise FoldError(f"the rewritten graph's outputs {sorted(new)} are not the original's {sorted(old)}")
         largest = max(largest, *(float(np.max(np.abs(old[name] - new[name]))) for name in old))
