@@ -281,10 +281,11 @@ class ModelMetadata(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="Same as the .onnx file's stem.")
     max_len: int = Field(ge=1, description="Tokens per review the model reads.")
     num_words: int = Field(gt=3, description="Vocabulary size: word indices at or above it count as unknown.")
-    tokenizer: Literal["keras", "keras_negation", "keras_scopes"] = Field(
+    tokenizer: Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling"] = Field(
         "keras", description="The tokenizer's rule (artifacts/tokenizer.py): `keras`, Keras's own; `keras_negation`, "
         "the same words, with a known word inside a negation's scope read as its id + num_words; `keras_scopes`, "
-        "also a word a contrast outweighs (before 'but', after 'although') as its id + 2 * num_words.")
+        "also a word a contrast outweighs (before 'but', after 'although') as its id + 2 * num_words; "
+        "`keras_scopes_spelling`, also a word outside the vocabulary read as the word it most likely misspells.")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None
@@ -329,6 +330,14 @@ class ModelMetadata(_Strict):
         r = self.robustness
         snippets = (r.snippets_first_sentence + r.snippets_last_sentence) / 2
         return (self.test_metrics.accuracy + r.cad_dev_edited + r.checklist + snippets) / 4
+
+
+def logit_is_linear_in_terms(config: dict) -> bool:
+    """Whether a model with this training config (as the metadata records it) is a bag whose logit is the bias plus
+    the mean of one term per word and per n-gram: the ``bag`` family with plain mean pooling. Its exact explanation
+    (``service/explaining.py: BagShares``) relies on it, so its calibration must keep the logit linear
+    (``training/calibrate.py``). A bag with learned saliences weighs its terms by the review's other words."""
+    return config.get("family") == "bag" and config.get("bag_pooling", "mean") == "mean"
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:

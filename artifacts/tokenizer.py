@@ -18,8 +18,9 @@ the end of its clause: the next of ``.,!?;:`` in the text, or a contrast word (`
 "however" ...). The rule ``keras_scopes`` adds contrast: a known word that a contrast outweighs gets
 ``its id + 2 * num_words`` (``+ 3 * num_words`` when also negated): the words before "but" (``CONTRAST_AFTER``) in
 its sentence, as in "slow at first, but the ending is wonderful", and the words after "although"
-(``CONTRAST_BEFORE``) in its clause, as in "although the cast is great, the film is dull". The course models keep
-the Keras rule exactly.
+(``CONTRAST_BEFORE``) in its clause, as in "although the cast is great, the film is dull". The rule
+``keras_scopes_spelling`` is ``keras_scopes`` with a word outside the vocabulary read as the vocabulary word it most
+likely misspells (``artifacts/spelling.py``: "amazng" reads "amazing"). The course models keep the Keras rule exactly.
 
 Free of TensorFlow: the service imports it.
 """
@@ -34,6 +35,7 @@ from itertools import accumulate, repeat
 
 import numpy as np
 
+from artifacts.spelling import Speller
 from artifacts.vocabulary import INDEX_FROM
 
 PAD = 0
@@ -55,8 +57,10 @@ _ASCII_FILTER_TABLE = bytes.maketrans(_ASCII_SEPARATORS.encode(), b" " * len(_AS
 KERAS = "keras"
 KERAS_NEGATION = "keras_negation"
 KERAS_SCOPES = "keras_scopes"
-RULES = (KERAS, KERAS_NEGATION, KERAS_SCOPES)
-ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4}  # how many ids each known word can read as
+KERAS_SCOPES_SPELLING = "keras_scopes_spelling"
+RULES = (KERAS, KERAS_NEGATION, KERAS_SCOPES, KERAS_SCOPES_SPELLING)
+# How many ids each known word can read as.
+ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4}
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
 # apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
 NEGATORS = frozenset({
@@ -175,6 +179,9 @@ class Tokenizer:
             if rank + INDEX_FROM < num_words
         }
         self._ascii_index = {word.encode(): index for word, index in self._index.items() if word.isascii()}
+        self._speller = Speller(self._index) if rule == KERAS_SCOPES_SPELLING else None
+        # Whether unknown words are read as the words they misspell (slower the first time a word is seen).
+        self.spells = self._speller is not None
 
     def _words(self, text: str, last: int = -1) -> tuple[list, Callable, bool]:
         """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, the index
@@ -195,16 +202,33 @@ class Tokenizer:
         return words, lookup, cut
 
     def _scoped_words(self, text: str, words: list, lookup: Callable, last: int) -> tuple[list, Callable, bool]:
-        """``_words`` for the rules with scopes: the ids of every word (``words`` came from a full split), a word in
-        a scope shifted, and ``max`` for the lookup: ``max(id, OOV)`` is the id itself, every word's id being at
-        least OOV. The scopes need the whole text (a scope can open before the last ``last`` words), so the words
-        are cut here."""
-        kept = NEGATED | OUTWEIGHED if self.rule == KERAS_SCOPES else NEGATED
+        """``_words`` for the rules with scopes: the ids of the last ``last`` words (``words`` came from a full
+        split), a word in a scope shifted, and ``max`` for the lookup: ``max(id, OOV)`` is the id itself, every
+        word's id being at least OOV. The scopes need the whole text (a scope can open before the last ``last``
+        words), so the words are cut here, and only the kept ones are looked up (and spelt)."""
+        kept = NEGATED if self.rule == KERAS_NEGATION else NEGATED | OUTWEIGHED
         shift = self.num_words
+        codes = scope_codes(text)
+        cut = 0 <= last < len(words)
+        if cut:
+            words, codes = words[-last:], codes[-last:]
+        if self._speller is not None:
+            lookup = self._spelled(lookup)
         ids = [index + shift * (code & kept) if index > OOV else index
-               for index, code in zip(map(lookup, words, repeat(OOV)), scope_codes(text), strict=True)]
-        cut = 0 <= last < len(ids)
-        return (ids[-last:] if cut else ids), max, cut
+               for index, code in zip(map(lookup, words, repeat(OOV)), codes, strict=True)]
+        return ids, max, cut
+
+    def _spelled(self, lookup: Callable) -> Callable:
+        """``lookup`` with an unknown word read as the word it misspells (words are bytes for ASCII text)."""
+        speller = self._speller
+
+        def spelled(word, default):
+            found = lookup(word)
+            if found is None:
+                found = speller(word.decode("ascii") if isinstance(word, bytes) else word)
+            return default if found is None else found
+
+        return spelled
 
     def encode(self, text: str) -> list[int]:
         """The unpadded index sequence of one review, starting with START."""

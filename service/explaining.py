@@ -16,7 +16,8 @@ A method turns one review's token row into the review's logit and one contributi
   into the bias. Calibration divides the logit by one temperature, which keeps it linear in the terms (a
   signed temperature or a signed power, a map that depends on the logit's sign, would not: ``BagShares``
   refuses such a model).
-* ``Occlusion`` (``method: "occlusion"``), for the convolutional and recurrent models: each word in turn is
+* ``Occlusion`` (``method: "occlusion"``), for the convolutional and recurrent models and the bags that weigh
+  their words by a learned salience (whose shares depend on the review's other words): each word in turn is
   replaced by the out-of-vocabulary id, and its contribution is ``logit(review) - logit(review without it)``.
   The review and its variants are scored together, in calls of at most the model's batch size (the
   batcher's, ``SENTIMENT_BATCH_MAX_SIZE(S)``). A word the model does not know already is OOV: its
@@ -34,6 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
+from artifacts.metadata import logit_is_linear_in_terms
 from artifacts.tokenizer import OOV, PAD, START, EncodedBatch, words_with_offsets
 from service.repository import LoadedModel
 
@@ -128,7 +130,7 @@ class BagShares:
         """A bag of words and bigrams whose graph gives its logit. (Logits recovered from float32 scores are
         useless here: this model's crafted one- and two-word rows score exactly 0 or 1 before calibration.)"""
         config = model.metadata.config
-        return (config.get("family") == "bag" and list(config.get("ngram_orders") or []) == [2]
+        return (logit_is_linear_in_terms(config) and list(config.get("ngram_orders") or []) == [2]
                 and model.logit_output is not None)
 
     def explain_row(self, row: np.ndarray) -> tuple[float, float, np.ndarray]:

@@ -61,8 +61,10 @@ class Prediction(BaseModel):
     label: Literal["positive", "negative"] = Field(description="`positive` when score >= 0.5, else `negative`.")
     words: int = Field(ge=0, description="Words of the review the model read (the last 500 of a longer review).",
                        examples=[14])
-    known_words: int = Field(ge=0, description="Of those, the words in the model's vocabulary; the others all "
-                                               "read as one 'unknown word'.", examples=[14])
+    known_words: int = Field(ge=0, description="Of those, the words the model reads as a word of its vocabulary "
+                                               "(with the keras_scopes_spelling rule, also a misspelt word read as "
+                                               "the word it misspells); the others all read as one 'unknown word'.",
+                             examples=[14])
     truncated: bool = Field(description="The review has more words than the model reads: the first ones were "
                                         "left out.")
     warnings: list[WarningCode] = Field(description=WARNINGS_DESCRIPTION, examples=[[]])
@@ -157,7 +159,8 @@ class ModelInfo(BaseModel):
     num_words: int = Field(description="Vocabulary size: word indices at or above it count as unknown.")
     tokenizer: str = Field(description="The tokenizer's rule: `keras`, `keras_negation` (words inside a negation's "
                            "scope read apart from the same words outside one) or `keras_scopes` (also the words a "
-                           "contrast outweighs, before 'but' or after 'although').")
+                           "contrast outweighs, before 'but' or after 'although') or `keras_scopes_spelling` (also "
+                           "a word outside the vocabulary read as the word it most likely misspells).")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 
+from artifacts.metadata import logit_is_linear_in_terms
 from artifacts.tokenizer import words_with_offsets
 from service import explaining
 from service.app import create_app
@@ -329,8 +330,13 @@ def real_client():
         yield client
 
 
-BAG_MODELS = [name for name in MODEL_NAMES if json.loads((MODELS_DIR / f"{name}.json").read_text())
-              .get("config", {}).get("family") == "bag"]
+# The committed bags whose logit is linear in their word and bigram terms (bigram_bag; robust_bag weighs its terms by
+# learned saliences and is explained by occlusion, checked below).
+BAG_MODELS = [name for name in MODEL_NAMES if logit_is_linear_in_terms(
+    json.loads((MODELS_DIR / f"{name}.json").read_text()).get("config", {}))]
+SALIENCE_BAGS = [name for name in MODEL_NAMES
+                 if json.loads((MODELS_DIR / f"{name}.json").read_text()).get("config", {}).get("bag_pooling")
+                 == "salience"]
 
 
 @pytest.mark.parametrize("name", BAG_MODELS)
@@ -352,7 +358,14 @@ def test_bag_shares_add_up_to_the_logit_on_real_reviews(real_client, real_test_r
     assert max(abs(t["contribution"]) for e in explained for t in e["tokens"]) > 0.1  # not all zero
 
 
-@pytest.mark.parametrize("model", ["conv1d", "conv_lstm_tuned"])
+def test_the_committed_bags_are_split_between_exact_shares_and_occlusion_by_their_pooling(real_client):
+    assert BAG_MODELS and SALIENCE_BAGS and not set(BAG_MODELS) & set(SALIENCE_BAGS)
+    for name in SALIENCE_BAGS:
+        response = explain(real_client, ["A wonderful film, I loved it."], name)
+        assert response.status_code == 200 and response.json()["method"] == "occlusion"
+
+
+@pytest.mark.parametrize("model", ["conv1d", "conv_lstm_tuned", *SALIENCE_BAGS])
 def test_occlusion_on_a_real_model_credits_the_clearly_worded_words(real_client, model):
     review = "This was a wonderful film with brilliant acting. I loved it. The plot is boring and the ending awful."
     (explanation,) = explain(real_client, [review], model).json()["explanations"]

@@ -111,7 +111,8 @@ def test_bag_model_exports_to_onnx_with_parity():
     assert export.check_parity(export.to_onnx(model, 50), scores, tokens) < 1e-5
 
 
-@pytest.mark.parametrize("rule, blocks", [("keras", 1), ("keras_negation", 2), ("keras_scopes", 4)])
+@pytest.mark.parametrize("rule, blocks", [("keras", 1), ("keras_negation", 2), ("keras_scopes", 4),
+                                         ("keras_scopes_spelling", 4)])
 def test_a_bag_reads_every_id_its_tokenizer_rule_can_write(rule, blocks):
     config = presets.TrainingConfig(family="bag", num_words=1_000, max_len=20, embedding_dim=2, tokenizer=rule,
                                     ngram_orders=(2,), ngram_buckets_log2=6, ngram_dim=2)
@@ -164,6 +165,89 @@ def test_a_scoped_model_exports_folded_into_one_table_with_the_same_scores():
     plain = replace(SCOPED, scope_prior=False)
     unscoped = models.build("plain", plain)
     assert models.folded(unscoped, "plain", plain) is unscoped  # nothing to fold
+
+
+SALIENT = presets.TrainingConfig(family="bag", num_words=300, max_len=12, embedding_dim=3, ngram_orders=(2,),
+                                 ngram_buckets_log2=6, ngram_dim=2, bag_pooling="salience")
+
+
+def pooled_words(model, tokens):
+    """The model's pooled word embedding (the concatenation's first ``embedding_dim`` values) for ``tokens``."""
+    import keras
+
+    pooled = keras.Model(model.inputs, model.get_layer("word_weighted_mean").output)
+    return pooled.predict(tokens, verbose=0)
+
+
+def test_a_fresh_salience_bag_pools_a_review_as_the_plain_mean_of_its_words():
+    model = models.build("salient", SALIENT)
+    table = model.get_layer("word_embedding").get_weights()[0]
+    tokens = np.zeros((2, 12), dtype=np.int32)
+    tokens[0, -3:] = [1, 7, 9]
+    tokens[1, -1] = 5
+    np.testing.assert_allclose(pooled_words(model, tokens), [table[[1, 7, 9]].mean(axis=0), table[5]], atol=1e-6)
+
+
+def test_a_salient_word_outweighs_the_words_beside_it_however_few_they_are():
+    model = models.build("salient", SALIENT)
+    table = model.get_layer("word_embedding").get_weights()[0]
+    salience = model.get_layer("word_salience")
+    weights = np.zeros_like(salience.get_weights()[0])
+    weights[9] = np.log(8.0)  # word 9 counts as 8 words; padding (id 0) gets a salience that must not count
+    weights[0] = 50.0
+    salience.set_weights([weights])
+    tokens = np.zeros((1, 12), dtype=np.int32)
+    tokens[0, -3:] = [1, 7, 9]
+    expected = (table[1] + table[7] + 8 * table[9]) / 10
+    np.testing.assert_allclose(pooled_words(model, tokens)[0], expected, atol=1e-5)
+
+
+def test_a_salience_bag_exports_to_onnx_with_parity_and_its_explanation_is_occlusion():
+    from artifacts.metadata import logit_is_linear_in_terms
+    from training import export
+
+    model = models.build("salient", SALIENT)
+    rng = np.random.default_rng(5)
+    for layer in ("word_salience", "2gram_salience"):
+        model.get_layer(layer).set_weights([rng.normal(0, 3, model.get_layer(layer).get_weights()[0].shape)])
+    tokens = rng.integers(0, 300, (16, 12), dtype=np.int32)
+    tokens[:4, :9] = 0
+    scores = model.predict(tokens, verbose=0).reshape(-1)
+    assert export.check_parity(export.to_onnx(model, 12), scores, tokens) < 1e-5
+    assert not logit_is_linear_in_terms(SALIENT.to_dict())  # the shares of a word depend on its neighbours
+    assert logit_is_linear_in_terms(replace(SALIENT, bag_pooling="mean").to_dict())
+
+
+def test_the_term_penalty_charges_each_word_occurrence_for_its_row_and_is_not_in_the_export():
+    import keras
+
+    config = replace(SALIENT, bag_pooling="mean", term_l1=0.25)
+    model = models.build("sparse", config)
+    words, bigrams = (model.get_layer(name).get_weights()[0] for name in ("word_embedding", "2gram_embedding"))
+    tokens = np.zeros((2, 12), dtype=np.int32)
+    tokens[0, -3:] = [1, 7, 7]
+    tokens[1, -2:] = [4, 9]
+    hashed = keras.Model(model.inputs, model.get_layer("hashed_2grams").output).predict(tokens, verbose=0)
+
+    def mean_norm(table, ids):
+        return np.mean([np.abs(table[row[row > 0]]).sum() / max((row > 0).sum(), 1) for row in ids])
+
+    model(tokens, training=True)
+    penalties = sorted(float(loss) for loss in model.losses)
+    expected = sorted([0.25 * mean_norm(words, tokens), 0.25 * mean_norm(bigrams, hashed)])
+    np.testing.assert_allclose(penalties, expected, rtol=1e-5)
+    model(tokens, training=False)
+    assert model.losses == []  # not in the validation loss
+    plain = models.build("plain", replace(config, term_l1=0.0))
+    plain(tokens, training=True)
+    assert plain.losses == []
+
+
+def test_the_bag_options_refuse_the_models_they_do_not_apply_to():
+    with pytest.raises(ValueError, match="term_l1"):
+        replace(SALIENT, term_l1=0.1)  # salience pooling has no mean to penalise
+    with pytest.raises(ValueError, match="bag_pooling"):
+        presets.TrainingConfig(family="conv1d", bag_pooling="salience")
 
 
 def test_the_robust_preset_is_the_explored_variant_with_the_best_validation_dev_edited_and_snippet_mean():

@@ -14,7 +14,7 @@ from artifacts.metadata import read_metadata
 from artifacts.tokenizer import Tokenizer
 from artifacts.vocabulary import file_sha256, load_word_index
 from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT
-from training import pipeline
+from training import pipeline, presets
 from training.data import DATA_DIR_ENV, load_imdb
 
 # The Keras word index's 19,996 most frequent words, unchanged: enough for every preset, and committed.
@@ -254,13 +254,14 @@ def test_a_robust_preset_trains_with_counterfactual_pairs_and_reports_its_robust
     metadata = read_metadata(out / "robust_bag.json")
     counterfactual = metadata.training.counterfactual
     assert (counterfactual.train_pairs, counterfactual.left_out_originals, counterfactual.copies) == (3, 5, 5)
-    assert metadata.training.train_reviews == 195 and metadata.tokenizer == "keras_scopes"
+    rule = presets.get("robust_bag").tokenizer
+    assert metadata.training.train_reviews == 195 and metadata.tokenizer == rule
     robustness = metadata.robustness
     assert robustness.cad_dev_pairs == 2 and not robustness.cad_dev_originals_in_training
     assert robustness.checklist_reviews >= 300 and robustness.snippet_reviews > 150
     # the export reads negated words apart: its input takes ids up to twice the vocabulary
     session = ort.InferenceSession(str(out / "robust_bag.onnx"), providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer(load_word_index(out / "vocab_20000.json"), 20_000, 120, "keras_scopes")
+    tokenizer = Tokenizer(load_word_index(out / "vocab_20000.json"), 20_000, 120, rule)
     tokens = tokenizer.encode_batch(["not good", "good"])
     assert tokens.max() >= 20_000
     scores = session.run(None, {"tokens": tokens})[0].reshape(-1)

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from artifacts.tokenizer import Tokenizer
 from service.config import Settings
 from service.scoring import (
     POSITIVE_THRESHOLD,
@@ -200,6 +201,25 @@ def test_long_requests_are_tokenized_off_the_event_loop_with_the_same_result():
     reviews = ["good great " * 2_000, "bad " * 3_000]  # over INLINE_TOKENIZE_CHARS in all
     (result,) = score(core, reviews).results
     assert result.scores == [1.0, 0.0] and result.encoded.truncated.tolist() == [True, True]
+
+
+@pytest.mark.parametrize("rule, chars, off_loop", [("keras", 5_000, False), ("keras_scopes_spelling", 5_000, True),
+                                                   ("keras_scopes_spelling", 3_000, False)])
+def test_a_spelling_tokenizer_goes_off_the_event_loop_sooner(monkeypatch, rule, chars, off_loop):
+    import service.scoring
+
+    threaded = []
+
+    async def to_thread(function, *args):
+        threaded.append(function)
+        return function(*args)
+
+    monkeypatch.setattr(service.scoring.asyncio, "to_thread", to_thread)
+    spelling = Tokenizer(fakes.WORDS, fakes.NUM_WORDS, fakes.MAX_LEN, rule)
+    core = fakes.core(fakes.model("a", shared_tokenizer=spelling))
+    (result,) = score(core, ["grreat " * (chars // 7)]).results  # "grreat": 6 letters, one edit from "great"
+    assert bool(threaded) == off_loop and spelling.spells == (rule != "keras")
+    assert result.encoded.known_words()[0] == (fakes.MAX_LEN if spelling.spells else 0)  # truncated: no START
 
 
 def test_the_predict_json_is_what_the_response_models_would_write():

@@ -151,11 +151,19 @@ def test_each_prediction_says_how_many_words_the_model_read_and_knew(client):
 
 
 def test_a_review_without_a_known_word_is_flagged(client):
-    reviews = ["Qqqzzx vvbbnn!", "!!! ???", "Schrecklich langweilig, überhaupt nicht lustig"]
+    reviews = ["Qqqzzx vvbbnn!", "!!! ???", "Schrecklich langweilig, überhaupt nicht witzig"]
     for result in predict(client, reviews, ["all"]).json()["results"]:
         for prediction in result["predictions"]:
             assert prediction["known_words"] == 0 and prediction["warnings"] == ["no_known_words"], result["model"]
             assert 0 <= prediction["score"] <= 1  # still scored: the model's answer to unknown words
+
+
+def test_a_word_the_spelling_rule_reads_as_a_vocabulary_word_counts_as_known(client):
+    # robust_bag reads "lustig" as "lusting" (one letter added), a word of its vocabulary; the Keras rule does not
+    review = "Schrecklich langweilig, überhaupt nicht lustig"
+    results = predict(client, [review], ["all"]).json()["results"]
+    known = {result["model"]: result["predictions"][0]["known_words"] for result in results}
+    assert known["robust_bag"] == 1 and known["bigram_bag"] == 0
 
 
 def test_a_review_the_model_mostly_does_not_know_is_flagged(client):

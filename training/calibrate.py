@@ -51,7 +51,7 @@ Which method a model gets is decided on the held-out reviews alone: ``SELECTION_
 folds, and the allowed method with the lowest out-of-fold log loss is taken (a tie goes to the simpler method);
 the three out-of-fold figures (log loss and ECE) go into the metadata's ``calibration.selection``. The caller
 says whether the non-linear maps (signed temperature, signed power) are allowed at all (``allow_signed``, by
-default not): the ``bag`` family keeps one temperature, because its exact explanation
+default not): a bag that averages its terms keeps one temperature, because its exact explanation
 (``service/explaining.py: BagShares``) needs the logit linear in its terms, which a sign-dependent map breaks
 (``signed_allowed`` tells from a model's config).
 
@@ -68,7 +68,7 @@ graph, float32 sigmoid and all, byte for byte, so ``--recalibrate`` can fit agai
 the raw graph of each named model (every model in ``--out`` without ``--models``), checks that the restored graph
 reproduces the ``before`` figures recorded in the metadata, and calibrates it as above. Without ``--models``
 and ``--recalibrate``, the command calibrates every model in ``--out`` that has no temperature yet and leaves
-the others alone. The command allows the non-linear maps for every family but ``bag``.
+the others alone. The command allows the non-linear maps for every model but a mean-pooled bag.
 
 For each model the command checks on the test reviews that every label and the accuracy are unchanged, that
 the new scores are sigmoid(map(old logit)) within 1e-6 and that no score is exactly 0 or 1 (it fails loudly
@@ -102,6 +102,7 @@ from artifacts.metadata import (
     MetadataError,
     ModelMetadata,
     TrainingRecord,
+    logit_is_linear_in_terms,
     read_metadata,
     write_metadata,
 )
@@ -601,9 +602,9 @@ def fit_signed_power(logits_: np.ndarray, labels: np.ndarray) -> SignedPower:
 
 def signed_allowed(config: dict) -> bool:
     """Whether a model with this training config may get a non-linear map of its logit (a signed temperature or
-    a signed power): every family but ``bag``, whose exact explanation (``service/explaining.py: BagShares``)
-    needs the logit linear in its terms, so it keeps one temperature."""
-    return config.get("family") != "bag"
+    a signed power): every model but a mean-pooled ``bag``, whose exact explanation (``service/explaining.py:
+    BagShares``) needs the logit linear in its terms, so it keeps one temperature."""
+    return not logit_is_linear_in_terms(config)
 
 
 def select_method(logits_: np.ndarray, labels: np.ndarray, allow_signed: bool, folds: int = SELECTION_FOLDS,
@@ -889,7 +890,7 @@ def calibrate_model(name: str, out: Path, dataset: dict, cache: dict, recalibrat
     """Calibrate ``out/<name>.onnx`` in place, with its metadata, from the dataset it was trained on. With
     ``recalibrate``, a calibrated model is first restored to its raw graph (``uncalibrated``); the restored graph
     must reproduce the ``before`` figures the metadata records. A signed temperature or a signed power is
-    allowed unless the model's family is ``bag`` (``signed_allowed``)."""
+    allowed unless the model is a mean-pooled bag (``signed_allowed``)."""
     from artifacts.loading import load_tokenizer
     from artifacts.vocabulary import file_sha256
     from training import evaluate

@@ -6,7 +6,8 @@ With the course presets they are exactly the course models:
 * conv_lstm: Embedding(10000,128) → Conv1D(32,5,relu) → MaxPooling1D(3) → Conv1D(32,5,relu) → LSTM(32) → Dense(1)
 
 The "bag" family (fastText-style averaged word and hashed n-gram embeddings) was added by the
-exploration for the course's "Your turn" question.
+exploration for the course's "Your turn" question; ``bag_pooling="salience"`` weighs the embeddings by a learned
+salience per id instead of averaging them (issue #16, ``robust_bag``).
 
 Every model ends in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)``
 while it trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that
@@ -68,12 +69,53 @@ class HashedNgrams(layers.Layer):
 
 
 class MaskedMean(layers.Layer):
-    """Mean of the embeddings whose id is not 0 (padding)."""
+    """Mean of the embeddings whose id is not 0 (padding).
 
-    def call(self, inputs):
+    With ``l1`` > 0, while training, also a penalty of ``l1`` times the mean L1 norm of the review's embeddings
+    (averaged over the batch): every occurrence of a word pays the same price for its row, so a word keeps a row
+    only where what it says about the label outweighs ``l1`` at each occurrence. A frequent word that says little
+    ("the", "was", "script": in a long review their pulls cancel out, in a five-word one they decide it) is pushed
+    to the zero row, which reads as the bias."""
+
+    def __init__(self, l1: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l1 = l1
+
+    def call(self, inputs, training=None):
         embedded, ids = inputs
         mask = keras.ops.expand_dims(keras.ops.cast(ids > 0, embedded.dtype), -1)
-        return keras.ops.sum(embedded * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        count = keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        if self.l1 and training:  # not in the validation loss (the explored runs had it there: see explore_robust)
+            self.add_loss(self.l1 * keras.ops.mean(keras.ops.sum(keras.ops.abs(embedded) * mask, axis=(1, 2))
+                                                   / keras.ops.squeeze(count, -1)))
+        return keras.ops.sum(embedded * mask, axis=1) / count
+
+    def get_config(self):
+        return {**super().get_config(), "l1": self.l1}
+
+
+class WeightedMean(layers.Layer):
+    """Mean of the embeddings whose id is not 0, each weighted by exp of its id's learned salience (a softmax over
+    the review's ids): with equal saliences, ``MaskedMean``. A mean gives each word 1/n of a short review, so
+    in "The script was original." the three plain words outweigh the one that says something; a learned
+    salience lets the words that carry sentiment keep their weight however many others stand beside them."""
+
+    def call(self, inputs):
+        embedded, ids, salience = inputs  # salience: (batch, length, 1)
+        present = keras.ops.expand_dims(ids > 0, -1)
+        lowest = keras.ops.full_like(salience, -1e9)
+        shifted = salience - keras.ops.max(keras.ops.where(present, salience, lowest), axis=1, keepdims=True)
+        weights = keras.ops.where(present, keras.ops.exp(keras.ops.minimum(shifted, 0.0)), 0.0)
+        return keras.ops.sum(embedded * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1e-9)
+
+
+def pooled(embedded, ids, config: TrainingConfig, table_rows: int, name: str):
+    """The review's embedding: ``MaskedMean`` or, with ``bag_pooling="salience"``, ``WeightedMean`` with one
+    learned salience per id (starting at 0: a plain mean)."""
+    if config.bag_pooling == "mean":
+        return MaskedMean(config.term_l1, name=f"{name}_mean")([embedded, ids])
+    salience = layers.Embedding(table_rows, 1, embeddings_initializer="zeros", name=f"{name}_salience")(ids)
+    return WeightedMean(name=f"{name}_weighted_mean")([embedded, ids, salience])
 
 
 def ngram_means(tokens, config: TrainingConfig) -> list:
@@ -81,8 +123,9 @@ def ngram_means(tokens, config: TrainingConfig) -> list:
     means = []
     for n in config.ngram_orders:
         ids = HashedNgrams(n, config.ngram_buckets_log2, config.input_ids, name=f"hashed_{n}grams")(tokens)
-        embedded = layers.Embedding(2**config.ngram_buckets_log2 + 1, config.ngram_dim, name=f"{n}gram_embedding")(ids)
-        means.append(MaskedMean(name=f"{n}gram_mean")([embedded, ids]))
+        rows = 2**config.ngram_buckets_log2 + 1
+        embedded = layers.Embedding(rows, config.ngram_dim, name=f"{n}gram_embedding")(ids)
+        means.append(pooled(embedded, ids, config, rows, f"{n}gram"))
     return means
 
 
@@ -166,7 +209,8 @@ def bag_features(tokens, config: TrainingConfig):
                                 config.scope_residual_l2, name="word_embedding")(tokens)
     else:
         words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
-    return layers.Concatenate()([MaskedMean(name="word_mean")([words, tokens]), *ngram_means(tokens, config)])
+    return layers.Concatenate()([pooled(words, tokens, config, config.input_ids, "word"),
+                                 *ngram_means(tokens, config)])
 
 
 def folded(model: keras.Model, name: str, config: TrainingConfig) -> keras.Model:
