@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from artifacts.tokenizer import TokenizerRule
+
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 VERSION_LENGTH = 12  # hex digits of the ONNX file's sha256 that name a model's version
@@ -281,7 +283,7 @@ class ModelMetadata(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="Same as the .onnx file's stem.")
     max_len: int = Field(ge=1, description="Tokens per review the model reads.")
     num_words: int = Field(gt=3, description="Vocabulary size: word indices at or above it count as unknown.")
-    tokenizer: Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling"] = Field(
+    tokenizer: TokenizerRule = Field(
         "keras", description="The tokenizer's rule (artifacts/tokenizer.py): `keras`, Keras's own; `keras_negation`, "
         "the same words, with a known word inside a negation's scope read as its id + num_words; `keras_scopes`, "
         "also a word a contrast outweighs (before 'but', after 'although') as its id + 2 * num_words; "

@@ -82,9 +82,10 @@ class Speller:
         edited = squeezed[0]
         if not MIN_EDIT_LETTERS <= len(edited) <= self._longest + 1:
             return None
-        found = [self._index.get(deleted) for deleted in deletions(edited)]  # a letter too many
+        shortened = deletions(edited)
+        found = [self._index.get(deleted) for deleted in shortened]  # a letter too many
         found += [i for _, i in self._deleted.get(edited, ())]  # a letter left out
-        found += [i for deleted in deletions(edited) for word, i in self._deleted.get(deleted, ())
+        found += [i for deleted in shortened for word, i in self._deleted.get(deleted, ())
                   if one_edit_apart(edited, word)]  # a letter replaced, or two swapped
         return min(filter(None, found), default=None)
 

@@ -32,6 +32,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -58,7 +59,9 @@ KERAS = "keras"
 KERAS_NEGATION = "keras_negation"
 KERAS_SCOPES = "keras_scopes"
 KERAS_SCOPES_SPELLING = "keras_scopes_spelling"
-RULES = (KERAS, KERAS_NEGATION, KERAS_SCOPES, KERAS_SCOPES_SPELLING)
+# The rules, as a type for the training configuration and the metadata schema, which name a model's rule.
+TokenizerRule = Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling"]
+RULES: tuple[str, ...] = get_args(TokenizerRule)
 # How many ids each known word can read as.
 ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4}
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
@@ -180,8 +183,11 @@ class Tokenizer:
         }
         self._ascii_index = {word.encode(): index for word, index in self._index.items() if word.isascii()}
         self._speller = Speller(self._index) if rule == KERAS_SCOPES_SPELLING else None
-        # Whether unknown words are read as the words they misspell (slower the first time a word is seen).
-        self.spells = self._speller is not None
+
+    @property
+    def spells(self) -> bool:
+        """Whether unknown words are read as the words they misspell (slower the first time a word is seen)."""
+        return self._speller is not None
 
     def _words(self, text: str, last: int = -1) -> tuple[list, Callable, bool]:
         """``text_to_words(text)`` (as bytes for ASCII text), or its last ``last`` words, the index

@@ -20,7 +20,7 @@ from service.config import Settings
 from service.repository import ModelRepository
 from service.scoring import ModelUnavailable
 from tests import fakes
-from tests.conftest import MODEL_NAMES, MODELS_DIR, wait_until_ready
+from tests.conftest import MODEL_NAMES, MODELS_DIR, read_metadata, wait_until_ready
 
 
 def fake_client(*models, **settings) -> TestClient:
@@ -332,11 +332,9 @@ def real_client():
 
 # The committed bags whose logit is linear in their word and bigram terms (bigram_bag; robust_bag weighs its terms by
 # learned saliences and is explained by occlusion, checked below).
-BAG_MODELS = [name for name in MODEL_NAMES if logit_is_linear_in_terms(
-    json.loads((MODELS_DIR / f"{name}.json").read_text()).get("config", {}))]
-SALIENCE_BAGS = [name for name in MODEL_NAMES
-                 if json.loads((MODELS_DIR / f"{name}.json").read_text()).get("config", {}).get("bag_pooling")
-                 == "salience"]
+CONFIGS = {name: read_metadata(name).get("config", {}) for name in MODEL_NAMES}
+BAG_MODELS = [name for name, config in CONFIGS.items() if logit_is_linear_in_terms(config)]
+SALIENCE_BAGS = [name for name, config in CONFIGS.items() if config.get("bag_pooling") == "salience"]
 
 
 @pytest.mark.parametrize("name", BAG_MODELS)

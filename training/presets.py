@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-from artifacts.tokenizer import ID_BLOCKS
+from artifacts.tokenizer import ID_BLOCKS, TokenizerRule
 
 COURSE_SEEDS = (1337, 1, 2, 3)
 
@@ -42,7 +42,7 @@ class TrainingConfig:
     # scope their own ids, "keras_scopes" also the words a contrast outweighs, so the model's embedding tables hold
     # two or four times num_words rows; "keras_scopes_spelling" also reads a misspelt word outside the vocabulary as
     # the word it misspells (artifacts/spelling.py).
-    tokenizer: Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling"] = "keras"
+    tokenizer: TokenizerRule = "keras"
     # Counterfactual pairs (training/cad.py): each training pair (an IMDB training review and its minimally edited,
     # label-flipped copy) added this many times to the training part; 0 trains on IMDB alone. With any, the dev
     # pairs' originals are left out of the training reviews, so that the dev pairs measure reviews no run saw.
