@@ -98,7 +98,8 @@ class Counterfactual(_Strict):
                                     "(never trained on).")
     skipped_pairs: list[str] = Field([], description="Pair ids whose original is not exactly one IMDB training review.")
     made_reviews: int | None = Field(None, ge=0, description="IMDB training reviews flipped with the editors' "
-                                     "substitutions (training/cad.py) and added, labelled the other way.")
+                                     "substitutions (training/cad.py) and added, labelled the other way (with "
+                                     "made_negations copies, also negated copies of them).")
 
 
 class TrainingRecord(_Strict):
@@ -287,7 +288,9 @@ class ModelMetadata(_Strict):
         "keras", description="The tokenizer's rule (artifacts/tokenizer.py): `keras`, Keras's own; `keras_negation`, "
         "the same words, with a known word inside a negation's scope read as its id + num_words; `keras_scopes`, "
         "also a word a contrast outweighs (before 'but', after 'although') as its id + 2 * num_words; "
-        "`keras_scopes_spelling`, also a word outside the vocabulary read as the word it most likely misspells.")
+        "`keras_scopes_spelling`, also a word outside the vocabulary read as the word it most likely misspells; "
+        "`keras_scopes_spelling_across`, also the sentence before a contrast that opens a sentence ('However, ...') "
+        "as outweighed.")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None

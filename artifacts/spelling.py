@@ -1,4 +1,5 @@
-"""Reading a misspelt word as the word it misspells: the ``keras_scopes_spelling`` tokenizer rule.
+"""Reading a misspelt word as the word it misspells: the spelling tokenizer rules (``keras_scopes_spelling`` and
+``keras_scopes_spelling_across``).
 
 People type "amazng", "brillant", "wonderfull" and "greeeat"; the Keras rule reads each as OOV, so the one word that
 says what the reviewer thought is lost. Here a word outside the model's vocabulary is read as the most frequent

@@ -20,7 +20,10 @@ the end of its clause: the next of ``.,!?;:`` in the text, or a contrast word (`
 its sentence, as in "slow at first, but the ending is wonderful", and the words after "although"
 (``CONTRAST_BEFORE``) in its clause, as in "although the cast is great, the film is dull". The rule
 ``keras_scopes_spelling`` is ``keras_scopes`` with a word outside the vocabulary read as the vocabulary word it most
-likely misspells (``artifacts/spelling.py``: "amazng" reads "amazing"). The course models keep the Keras rule exactly.
+likely misspells (``artifacts/spelling.py``: "amazng" reads "amazing"). The rule ``keras_scopes_spelling_across`` is
+``keras_scopes_spelling`` with a contrast that opens a sentence outweighing the sentence before it, as in "The plot
+was dull; however, the ending is wonderful" or "The cast is great. But the film is dull" (the other rules let such a
+contrast outweigh nothing). The course models keep the Keras rule exactly.
 
 Free of TensorFlow: the service imports it.
 """
@@ -59,11 +62,14 @@ KERAS = "keras"
 KERAS_NEGATION = "keras_negation"
 KERAS_SCOPES = "keras_scopes"
 KERAS_SCOPES_SPELLING = "keras_scopes_spelling"
+KERAS_SCOPES_SPELLING_ACROSS = "keras_scopes_spelling_across"
 # The rules, as a type for the training configuration and the metadata schema, which name a model's rule.
-TokenizerRule = Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling"]
+TokenizerRule = Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling",
+                        "keras_scopes_spelling_across"]
 RULES: tuple[str, ...] = get_args(TokenizerRule)
 # How many ids each known word can read as.
-ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4}
+ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4, KERAS_SCOPES_SPELLING_ACROSS: 4}
+SPELLING_RULES = frozenset({KERAS_SCOPES_SPELLING, KERAS_SCOPES_SPELLING_ACROSS})
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
 # apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
 NEGATORS = frozenset({
@@ -88,34 +94,48 @@ def text_to_words(text: str) -> list[str]:
 _PUNCTUATION = frozenset(".,!?;:")  # "," ends a clause, the others a sentence
 _WORDS_AND_MARKS = re.compile("[.,!?;:]|[^\\s" + re.escape(KERAS_FILTERS) + "]+")
 NEGATED, OUTWEIGHED = 1, 2  # the bits of a word's scope code
+PARAGRAPH_BREAK = "br"  # the word the Keras rule reads in IMDB's "<br />"
 _SCOPE_WORDS = NEGATORS | SCOPE_ENDERS | CONTRAST_AFTER | CONTRAST_BEFORE | _PUNCTUATION
 
 
-def scope_codes(text: str) -> list[int]:
+def negator(word: str) -> bool:
+    """Whether ``word`` (lower-cased, as ``text_to_words`` gives it) opens a negation scope."""
+    return word in NEGATORS or word.endswith("n't")
+
+
+def scope_codes(text: str, across: bool = False) -> list[int]:
     """For each word of ``text_to_words(text)``, its scopes (see the module's docstring): ``NEGATED`` when it
     stands after a negation in its clause (up to a contrast word), plus ``OUTWEIGHED`` when a contrast in its
     sentence outweighs it (the words before a ``CONTRAST_AFTER`` word, back to the sentence's start or the
-    previous contrast, and the words after a ``CONTRAST_BEFORE`` word, to the end of its clause)."""
+    previous contrast, and the words after a ``CONTRAST_BEFORE`` word, to the end of its clause). With
+    ``across``, a ``CONTRAST_AFTER`` word that opens a sentence (after nothing but paragraph breaks, the "br" of
+    IMDB's "<br />") outweighs the sentence before it (back to its start or its last contrast)."""
     codes: list[int] = []
     append = codes.append
     code = 0  # the current word's: NEGATED * negated + OUTWEIGHED * conceding
     since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
+    sentence_start = previous_since = 0  # where this sentence begins; since_contrast when the one before ended
     for token in _WORDS_AND_MARKS.findall(text.lower()):
         if token not in _SCOPE_WORDS and token[-3:] != "n't":  # most words: no scope begins or ends
+            if across and token == PARAGRAPH_BREAK and len(codes) == sentence_start:
+                sentence_start += 1  # IMDB's "Dull.<br /><br />But ...": the "But" still opens its sentence
             append(code)
             continue
         if token in _PUNCTUATION:
             code = 0
+            if token != "," and len(codes) > sentence_start:  # a sentence with words in it ends
+                previous_since, sentence_start = since_contrast, len(codes)
             if token != ",":
                 since_contrast = len(codes)
             continue
         if token in SCOPE_ENDERS:
             code &= ~NEGATED
         if token in CONTRAST_AFTER:
-            codes[since_contrast:] = [earlier | OUTWEIGHED for earlier in codes[since_contrast:]]
+            start = previous_since if across and len(codes) == sentence_start else since_contrast
+            codes[start:] = [earlier | OUTWEIGHED for earlier in codes[start:]]
             since_contrast, code = len(codes) + 1, code & ~OUTWEIGHED
         append(code)
-        if token in NEGATORS or token.endswith("n't"):
+        if negator(token):
             code |= NEGATED
         if token in CONTRAST_BEFORE:
             code |= OUTWEIGHED
@@ -182,7 +202,7 @@ class Tokenizer:
             if rank + INDEX_FROM < num_words
         }
         self._ascii_index = {word.encode(): index for word, index in self._index.items() if word.isascii()}
-        self._speller = Speller(self._index) if rule == KERAS_SCOPES_SPELLING else None
+        self._speller = Speller(self._index) if rule in SPELLING_RULES else None
 
     @property
     def spells(self) -> bool:
@@ -214,7 +234,7 @@ class Tokenizer:
         words), so the words are cut here, and only the kept ones are looked up (and spelt)."""
         kept = NEGATED if self.rule == KERAS_NEGATION else NEGATED | OUTWEIGHED
         shift = self.num_words
-        codes = scope_codes(text)
+        codes = scope_codes(text, across=self.rule == KERAS_SCOPES_SPELLING_ACROSS)
         cut = 0 <= last < len(words)
         if cut:
             words, codes = words[-last:], codes[-last:]

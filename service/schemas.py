@@ -62,7 +62,7 @@ class Prediction(BaseModel):
     words: int = Field(ge=0, description="Words of the review the model read (the last 500 of a longer review).",
                        examples=[14])
     known_words: int = Field(ge=0, description="Of those, the words the model reads as a word of its vocabulary "
-                                               "(with the keras_scopes_spelling rule, also a misspelt word read as "
+                                               "(with the spelling rules, also a misspelt word read as "
                                                "the word it misspells); the others all read as one 'unknown word'.",
                              examples=[14])
     truncated: bool = Field(description="The review has more words than the model reads: the first ones were "
@@ -160,7 +160,9 @@ class ModelInfo(BaseModel):
     tokenizer: str = Field(description="The tokenizer's rule: `keras`, `keras_negation` (words inside a negation's "
                            "scope read apart from the same words outside one) or `keras_scopes` (also the words a "
                            "contrast outweighs, before 'but' or after 'although') or `keras_scopes_spelling` (also "
-                           "a word outside the vocabulary read as the word it most likely misspells).")
+                           "a word outside the vocabulary read as the word it most likely misspells) or "
+                           "`keras_scopes_spelling_across` (also the sentence before a 'However' or 'But' that "
+                           "opens a sentence).")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None

@@ -1,5 +1,6 @@
 """The tokenizer rules with scopes: ``keras_negation`` (a negated known word shifted by num_words) and
-``keras_scopes`` (also a word a contrast outweighs, shifted by 2 * num_words): the same words as Keras's rule."""
+``keras_scopes`` (also a word a contrast outweighs, shifted by 2 * num_words): the same words as Keras's rule;
+and the scopes of ``keras_scopes_spelling_across`` (a contrast that opens a sentence outweighs the one before)."""
 
 import numpy as np
 import pytest
@@ -10,11 +11,16 @@ from artifacts.tokenizer import (
     KERAS,
     KERAS_NEGATION,
     KERAS_SCOPES,
+    KERAS_SCOPES_SPELLING,
+    KERAS_SCOPES_SPELLING_ACROSS,
+    NEGATED,
     OOV,
+    OUTWEIGHED,
     START,
     Tokenizer,
     contrast_scopes,
     negation_scopes,
+    scope_codes,
     text_to_words,
 )
 from artifacts.vocabulary import load_word_index
@@ -54,6 +60,34 @@ def test_a_concession_outweighs_the_rest_of_its_clause():
     assert contrast_scopes("It was good, though.") == [False] * 4
 
 
+def test_across_sentences_a_contrast_that_opens_a_sentence_outweighs_the_sentence_before():
+    for text in ("The plot was dull; however, the ending was good.", "The plot was dull. But the ending was good!"):
+        assert contrast_scopes(text) == [False] * 9  # the rules before: it outweighs nothing
+        assert [bool(code & OUTWEIGHED) for code in scope_codes(text, across=True)] == [True] * 4 + [False] * 5
+
+
+def test_across_sentences_only_the_words_after_the_last_contrast_before_are_outweighed():
+    text = "Good, but slow. However, moving."
+    assert [code & OUTWEIGHED for code in scope_codes(text, across=True)] == [OUTWEIGHED, 0, OUTWEIGHED, 0, 0]
+    assert scope_codes("Dull!!! Yet great", across=True) == scope_codes("Dull yet great")  # "!!!" ends one sentence
+    paragraphs = "Dull.<br /><br />But great"  # the words: dull br br but great
+    assert [code & OUTWEIGHED for code in scope_codes(paragraphs, across=True)] == [OUTWEIGHED] * 3 + [0, 0]
+
+
+def test_across_sentences_a_contrast_inside_a_sentence_reads_as_before():
+    text = "It is long. The start was slow, but the ending was wonderful."
+    assert scope_codes(text, across=True) == scope_codes(text)
+
+
+def test_the_across_rule_reads_as_keras_scopes_spelling_but_for_contrasts_that_open_a_sentence():
+    across = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_SCOPES_SPELLING_ACROSS)
+    spelling = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_SCOPES_SPELLING)
+    assert across.spells and across.id_count == 4 * NUM_WORDS
+    assert across.encode("The film was amazng, but long.") == spelling.encode("The film was amazng, but long.")
+    plain = keras_rule.encode("great. but bad")
+    assert across.encode("great. but bad") == [START, plain[1] + 2 * NUM_WORDS, plain[2], plain[3]]
+
+
 def test_the_scopes_rule_shifts_by_two_blocks_for_a_contrast_and_three_when_also_negated():
     plain = keras_rule.encode("not good but great")
     assert scoping.encode("not good but great") == [START, plain[1] + 2 * NUM_WORDS, plain[2] + 3 * NUM_WORDS,
@@ -86,6 +120,9 @@ words_and_marks = st.lists(st.sampled_from(["not", "good", "never", "film", "did
 @settings(max_examples=1_000, deadline=None)
 def test_the_words_are_kerass_and_only_scoped_known_words_are_shifted(text):
     negated_words, outweighed_words = negation_scopes(text), contrast_scopes(text)
+    across = scope_codes(text, across=True)
+    assert [code & NEGATED for code in across] == [code & NEGATED for code in scope_codes(text)]  # contrasts only
+    assert all(code & OUTWEIGHED for code, before in zip(across, outweighed_words, strict=True) if before)
     assert len(negated_words) == len(outweighed_words) == len(text_to_words(text))
     plain, negated, scoped = keras_rule.encode(text), negating.encode(text), scoping.encode(text)
     assert len(negated) == len(scoped) == len(plain)

@@ -1,5 +1,7 @@
 """The counterfactual pairs' reader and the robustness evaluation (training/cad.py, training/robustness.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,55 @@ def test_a_flipped_review_keeps_the_text_around_the_swapped_words_and_takes_the_
     made = flipped(Review("GREAT acting; I loved it, not the best.<br />Great!", 1), lexicon)
     assert made == Review("awful acting; I hated it, not the worst.<br />awful!", 0)
     assert flipped(Review("Great acting, I loved it.", 1), lexicon) is None  # two swaps: too little of it flipped
+
+
+def test_a_review_flipped_by_negation_negates_its_swapped_words_where_no_negation_stands_before_them():
+    lexicon = {1: {"great": "awful", "loved": "hated", "best": "worst", "is": "isn't"}, 0: {}}
+    review = Review("GREAT acting; I loved it, not the best. It is fun.<br />Great!", 1)
+    # "best" already stands in a negation's scope and "is" -> "isn't" is itself a negation: both are replaced
+    made = flipped(review, lexicon, negate_every=1)
+    assert made == Review("not GREAT acting; I not loved it, not the worst. It isn't fun.<br />not Great!", 0)
+    every_second = flipped(review, lexicon, negate_every=2)  # the 1st, 3rd and 5th swapped word
+    assert every_second == Review("not GREAT acting; I hated it, not the worst. It isn't fun.<br />not Great!", 0)
+    assert flipped(Review("Great acting, I loved it.", 1), lexicon, negate_every=1) is None  # two swaps, as before
+
+
+def test_every_second_negation_counts_only_negatable_words_and_keeps_a_word_an_inserted_not_already_negates():
+    lexicon = {1: {"great": "awful", "loved": "hated", "best": "worst", "fun": "dull"}, 0: {}}
+    # "great" is negated already, so the first negatable word is "loved"
+    assert flipped(Review("Not great, loved it, the best, fun.", 1), lexicon, negate_every=2) == Review(
+        "Not awful, not loved it, the worst, not fun.", 0)
+    # "fun" stands in the inserted "not"'s clause: "dull" there would read as a negated "dull", a positive word
+    assert flipped(Review("Great and fun film, loved it.", 1), lexicon, negate_every=2) == Review(
+        "not Great and fun film, not loved it.", 0)
+
+
+def test_the_made_negations_options_put_negated_words_in_the_training_set_as_they_say():
+    from training.cad import CadSet
+    from training.pipeline import Reviews, training_set
+    from training.presets import TrainingConfig
+
+    edits = [pair(str(i), f"Great cast {i}, I loved it, the best.", 1, f"Awful cast {i}, I hated it, the worst.")
+             for i in range(2)] + [pair(str(i), f"Dull cast {i}, I hated it, so dull.", 0,
+                                        f"Fine cast {i}, I loved it, so fine.") for i in range(2, 4)]
+    cad = {"train": CadSet(edits, []), "dev": CadSet([], [])}
+    texts = ["The best film, great fun, I loved it.", "Dull and slow, dull, I hated it."]
+    reviews = Reviews(texts, np.array([1.0, 0.0], np.float32), [], np.array([], int))
+    config = TrainingConfig(family="bag", counterfactual_copies=1, made_counterfactuals=True)
+
+    def made(negations):
+        run = training_set(reviews, replace(config, made_negations=negations), cad)
+        texts = [text for text, source in zip(run.extra_texts, run.extra_sources, strict=True) if source >= 0]
+        assert run.counterfactual.made_reviews == len(texts)
+        return texts
+
+    swapped = ["The worst film, awful fun, I hated it.", "fine and slow, fine, I loved it."]
+    assert made(None) == swapped
+    assert made("copies") == [*swapped, "The not best film, not great fun, I not loved it.",
+                              "not Dull and slow, not dull, I not hated it."]
+    assert made("complaint_copies") == [*swapped, "not Dull and slow, not dull, I not hated it."]
+    assert made("alternate") == ["The not best film, awful fun, I not loved it.",
+                                 "not Dull and slow, fine, I not hated it."]
 
 
 def test_a_review_with_too_small_a_share_of_its_words_swapped_is_not_flipped():

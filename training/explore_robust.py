@@ -1,8 +1,9 @@
-"""Exploration for issue #16, robust models: variants trained once (seed 1337) and judged on the validation split
-and the counterfactual dev pairs only. The test set, the checklist suite and the snippets are not touched here;
-the winner becomes a preset in ``training/presets.py`` and is evaluated once by the pipeline.
+"""Exploration for issue #16, robust models: variants trained once (seed 1337; a round's finalists also with a
+second seed) and judged on the validation split and the counterfactual dev pairs only. The test set, the checklist
+suite and the snippets are not touched here; the winner becomes a preset in ``training/presets.py`` and is evaluated
+once by the pipeline.
 
-    python -m training.explore_robust [--only NAME ...] [--out models/robust_experiments.json]
+    python -m training.explore_robust [--only NAME ...] [--seed N] [--out models/robust_experiments.json]
 
 Every variant trains as the pipeline trains it (``training.pipeline.training_set``: with counterfactual copies,
 the dev pairs' originals are left out of the training reviews). After each epoch the run is scored on its
@@ -12,8 +13,10 @@ sentence alone, labelled by their review: the short texts people type, from revi
 that picks the preset: the best mean of validation accuracy, dev edited-review accuracy and validation snippet
 accuracy, the three kinds of review the product must read well. (The first variants were compared on the first two;
 ``bag_scopes_cad5_made3``, their winner, was run again to record its snippet figure, and reproduced the shipped run's
-epoch and validation accuracy exactly.) Two runs were stopped by hand once behind for three epochs; their records
-say so and were rebuilt from the run's log.
+epoch and validation accuracy exactly.) A variant run with more seeds (``--seed``: the same variant with another
+weight initialisation, shuffle and validation split; the figures under ``other_seeds``) is judged by the mean of its
+seeds' scores (``variant_score``): round four's two best were 0.0016 apart on one seed each. Two runs were stopped by
+hand once behind for three epochs; their records say so and were rebuilt from the run's log.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from training.robustness import Snippets, cad_figures, right, snippets
 BAG = presets.TUNED["bigram_bag"]
 SCOPES = {"tokenizer": "keras_scopes"}
 SPELLING = {"tokenizer": "keras_scopes_spelling"}
+ACROSS = {"tokenizer": "keras_scopes_spelling_across"}
 MADE3 = {"counterfactual_copies": 5, "made_counterfactuals": True, "made_min_share": 0.03, "epochs": 12}
 
 # The variants run for the robust preset (models/robust_experiments.json). Earlier scratch runs (not recorded
@@ -73,9 +77,39 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     "bag_spelling_cad5_made3_salience": replace(BAG, **SPELLING, **MADE3, bag_pooling="salience"),
     "bag_spelling_cad5_made3_l1_1e-2": replace(BAG, **SPELLING, **MADE3, term_l1=0.01),
     "bag_spelling_cad5_made3_l1_4e-2": replace(BAG, **SPELLING, **MADE3, term_l1=0.04),
+    # Round four, for negated complaints ("never tedious", "nothing boring"): each made review also made by
+    # negating the swapped words instead of replacing them (training/cad.py flipped's negate_every).
+    "bag_spelling_cad5_made3_salience_negations": replace(BAG, **SPELLING, **MADE3, bag_pooling="salience",
+                                                          made_negations="copies"),
+    # ... and, for "The plot was dull; however, the film is good", a contrast that opens a sentence outweighing the
+    # sentence before it (tokenizer rule keras_scopes_spelling_across), with and without the negated reviews.
+    "bag_across_cad5_made3_salience_negations": replace(BAG, **ACROSS, **MADE3, bag_pooling="salience",
+                                                        made_negations="copies"),
+    "bag_across_cad5_made3_salience": replace(BAG, **ACROSS, **MADE3, bag_pooling="salience"),
+    # The negated copies won on one seed (0.8369 against 0.8353) and went through the pipeline: test accuracy 0.8964
+    # against 0.9017. Their half point of validation accuracy lost for the dev edited gain led to two more ways, run
+    # after that test figure was seen: negated copies of the negative reviews only, whose complaints IMDB teaches
+    # wrongly when negated, and no copies but every second swapped word negated. Neither beat 0.8369; the two best
+    # were then run with a second seed (--seed 1), and on the mean of both seeds the variant without negations
+    # stays ahead (0.8382 against 0.8361): one seed moved its score by 0.006.
+    "bag_spelling_cad5_made3_salience_complaint_negations": replace(
+        BAG, **SPELLING, **MADE3, bag_pooling="salience", made_negations="complaint_copies"),
+    "bag_spelling_cad5_made3_salience_alternate_negations": replace(
+        BAG, **SPELLING, **MADE3, bag_pooling="salience", made_negations="alternate"),
 }
 
 log = logging.getLogger("training.explore_robust")
+
+
+def choice_score(figures: dict) -> float:
+    """The rule's score of one run: the mean of its validation, dev edited and validation snippet accuracies."""
+    return (figures["best_val_accuracy"] + figures["cad_dev_edited"] + figures["val_snippets"]) / 3
+
+
+def variant_score(record: dict) -> float:
+    """A variant's score: the mean of its runs' choice scores (one run per seed)."""
+    scores = [record["choice_score"], *(run["choice_score"] for run in record.get("other_seeds", {}).values())]
+    return sum(scores) / len(scores)
 
 
 def dev_figures(model, tokenizer: Tokenizer, pairs: list[CadPair]) -> dict[str, float]:
@@ -110,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.explore_robust", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("models/robust_experiments.json"))
     parser.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="run only these candidates")
+    parser.add_argument("--seed", type=int, help="run with this seed instead of the variant's own (its first), and "
+                        "record the run under the variant's other_seeds")
     args = parser.parse_args(argv)
     from training import pipeline
 
@@ -140,18 +176,26 @@ def main(argv: list[str] | None = None) -> int:
         extra = ((tokenizer.encode_batch(train.extra_texts), train.extra_labels, train.extra_sources)
                  if train.extra_texts else None)
         per_epoch: list[dict] = []
-        held_out = held_out_indices(len(train.texts), config.seeds[0], fit.VALIDATION_SPLIT)
+        seed = config.seeds[0] if args.seed is None else args.seed
+        held_out = held_out_indices(len(train.texts), seed, fit.VALIDATION_SPLIT)
         validation_snippets = snippets([train.texts[i] for i in held_out], train.labels[held_out].astype(int))
         measure = per_epoch_measure(keras, tokenizer, cad["dev"].pairs, validation_snippets, per_epoch)
         started = time.perf_counter()
-        run = fit.train_once(name, config, config.seeds[0], x_train, train.labels, 2, extra, [measure])
+        run = fit.train_once(name, config, seed, x_train, train.labels, 2, extra, [measure])
         best = per_epoch[run.best_epoch - 1]
-        results[name] = {
-            "config": config.to_dict(), "seed": run.seed, "best_epoch": run.best_epoch,
-            "best_val_accuracy": run.best_val_accuracy, **{k: v for k, v in best.items() if k != "val_accuracy"},
-            "choice_score": (run.best_val_accuracy + best["cad_dev_edited"] + best["val_snippets"]) / 3,
-            "per_epoch": per_epoch, "seconds": round(time.perf_counter() - started, 1),
-        }
+        figures = {"seed": run.seed, "best_epoch": run.best_epoch, "best_val_accuracy": run.best_val_accuracy,
+                   **{k: v for k, v in best.items() if k != "val_accuracy"}}
+        record = {**figures, "choice_score": choice_score(figures), "per_epoch": per_epoch,
+                  "seconds": round(time.perf_counter() - started, 1)}
+        if seed == config.seeds[0]:
+            results[name] = {"config": config.to_dict(), **record, **{
+                key: results[name][key] for key in ("other_seeds", "variant_score") if key in results.get(name, {})}}
+        else:
+            if name not in results:
+                print(f"error: run {name} with its own seed first", file=sys.stderr)
+                return 2
+            results[name].setdefault("other_seeds", {})[str(seed)] = record
+            results[name]["variant_score"] = variant_score(results[name])
         log.info("%s: epoch %d, validation %.4f, dev edited %.4f, pairs %.4f, validation snippets %.4f", name,
                  run.best_epoch, run.best_val_accuracy, best["cad_dev_edited"], best["cad_dev_pair_consistency"],
                  best["val_snippets"])

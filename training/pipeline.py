@@ -127,8 +127,15 @@ def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str
         extra = [(review, -1) for pair in pairs for review in (pair.original, pair.edited)] * copies
         if config.made_counterfactuals:
             lexicon = substitutions(pairs)
-            made = [(flipped(Review(text, int(label)), lexicon, config.made_min_share), i)
-                    for i, (text, label) in enumerate(zip(texts, labels, strict=True))]
+            reviews_made_from = [(Review(text, int(label)), i)
+                                 for i, (text, label) in enumerate(zip(texts, labels, strict=True))]
+            alternate = 2 if config.made_negations == "alternate" else 0
+            made = [(flipped(review, lexicon, config.made_min_share, negate_every=alternate), i)
+                    for review, i in reviews_made_from]
+            if config.made_negations in ("copies", "complaint_copies"):  # and beside them, negated copies
+                made += [(flipped(review, lexicon, config.made_min_share, negate_every=1), i)
+                         for review, i in reviews_made_from
+                         if config.made_negations == "copies" or review.label == 0]
             extra += [(review, i) for review, i in made if review is not None]
         made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
         record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
