@@ -96,6 +96,7 @@ _WORDS_AND_MARKS = re.compile("[.,!?;:]|[^\\s" + re.escape(KERAS_FILTERS) + "]+"
 NEGATED, OUTWEIGHED = 1, 2  # the bits of a word's scope code
 PARAGRAPH_BREAK = "br"  # the word the Keras rule reads in IMDB's "<br />"
 _SCOPE_WORDS = NEGATORS | SCOPE_ENDERS | CONTRAST_AFTER | CONTRAST_BEFORE | _PUNCTUATION
+_SCOPE_WORDS_ACROSS = _SCOPE_WORDS | {PARAGRAPH_BREAK}  # across sentences, a paragraph break matters too
 
 
 def negator(word: str) -> bool:
@@ -115,17 +116,21 @@ def scope_codes(text: str, across: bool = False) -> list[int]:
     code = 0  # the current word's: NEGATED * negated + OUTWEIGHED * conceding
     since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
     sentence_start = previous_since = 0  # where this sentence begins; since_contrast when the one before ended
+    scope_words = _SCOPE_WORDS_ACROSS if across else _SCOPE_WORDS
     for token in _WORDS_AND_MARKS.findall(text.lower()):
-        if token not in _SCOPE_WORDS and token[-3:] != "n't":  # most words: no scope begins or ends
-            if across and token == PARAGRAPH_BREAK and len(codes) == sentence_start:
+        if token not in scope_words and token[-3:] != "n't":  # most words: no scope begins or ends
+            append(code)
+            continue
+        if token == PARAGRAPH_BREAK:  # only across sentences
+            if len(codes) == sentence_start:
                 sentence_start += 1  # IMDB's "Dull.<br /><br />But ...": the "But" still opens its sentence
             append(code)
             continue
         if token in _PUNCTUATION:
             code = 0
-            if token != "," and len(codes) > sentence_start:  # a sentence with words in it ends
-                previous_since, sentence_start = since_contrast, len(codes)
             if token != ",":
+                if len(codes) > sentence_start:  # a sentence with words in it ends
+                    previous_since, sentence_start = since_contrast, len(codes)
                 since_contrast = len(codes)
             continue
         if token in SCOPE_ENDERS:

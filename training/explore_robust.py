@@ -188,14 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         record = {**figures, "choice_score": choice_score(figures), "per_epoch": per_epoch,
                   "seconds": round(time.perf_counter() - started, 1)}
         if seed == config.seeds[0]:
-            results[name] = {"config": config.to_dict(), **record, **{
-                key: results[name][key] for key in ("other_seeds", "variant_score") if key in results.get(name, {})}}
+            earlier = results.get(name, {})
+            results[name] = {"config": config.to_dict(), **record}
+            if "other_seeds" in earlier:  # a rerun of the first seed keeps the other seeds' runs
+                results[name]["other_seeds"] = earlier["other_seeds"]
         else:
             if name not in results:
                 print(f"error: run {name} with its own seed first", file=sys.stderr)
                 return 2
             results[name].setdefault("other_seeds", {})[str(seed)] = record
-            results[name]["variant_score"] = variant_score(results[name])
         log.info("%s: epoch %d, validation %.4f, dev edited %.4f, pairs %.4f, validation snippets %.4f", name,
                  run.best_epoch, run.best_val_accuracy, best["cad_dev_edited"], best["cad_dev_pair_consistency"],
                  best["val_snippets"])
