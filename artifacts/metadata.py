@@ -100,6 +100,9 @@ class Counterfactual(_Strict):
     made_reviews: int | None = Field(None, ge=0, description="IMDB training reviews flipped with the editors' "
                                      "substitutions (training/cad.py) and added, labelled the other way (with "
                                      "made_negations copies, also negated copies of them).")
+    edited_sentences: int | None = Field(None, ge=0, description="Sentences the training pairs' editors changed "
+                                         "(training/crops.py), each added counterfactual_sentences times with its "
+                                         "review's label.")
 
 
 class TrainingRecord(_Strict):

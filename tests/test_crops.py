@@ -1,11 +1,14 @@
-"""Sentence crops (training/crops.py): short training texts cut from reviews, labelled by them, held out with them."""
+"""Sentence crops (training/crops.py): short training texts cut from reviews, labelled by them, held out with them;
+and the sentences the counterfactual pairs' editors changed, labelled by their edit."""
 
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from training import presets
-from training.crops import sentence_crops
+from training.cad import CadPair, CadSet, Review
+from training.crops import edited_sentences, sentence_crops
 from training.pipeline import Reviews, training_set
 from training.robustness import sentences
 
@@ -50,3 +53,44 @@ def test_a_preset_with_crops_fits_on_them_beside_the_review_they_came_from():
     assert train.extra_labels.tolist() == [reviews.y_train[i] for i in train.extra_sources]
     assert train.counterfactual is None
     assert training_set(reviews, presets.TUNED["bigram_bag"], cad=None).extra_texts == []
+
+
+def edit(original, label, edited):
+    return CadPair("p", Review(original, label), Review(edited, 1 - label), 0)
+
+
+def test_the_sentences_an_editor_changed_come_from_both_reviews_each_with_its_reviews_label():
+    pair = edit("The cast is big. It was boring throughout. I left early.", 0,
+                "The cast is big. It was never boring. I stayed to the end.")
+    assert edited_sentences([pair]) == [
+        Review("It was boring throughout.", 0), Review("It was never boring.", 1),
+        Review("I left early.", 0), Review("I stayed to the end.", 1)]  # "The cast is big." carries nothing
+
+
+def test_sentences_rewritten_into_another_count_are_one_text_and_an_added_one_stands_alone():
+    merged = edit("Great. Loved it. The cast is big.", 1, "Awful and hated it. The cast is big.")
+    assert edited_sentences([merged]) == [Review("Great. Loved it.", 1), Review("Awful and hated it.", 0)]
+    added = edit("The cast is big.", 1, "The cast is big. Sadly it is dull.")
+    assert edited_sentences([added]) == [Review("Sadly it is dull.", 0)]
+    assert edited_sentences([edit("Same words.", 1, "Same words.")]) == []
+
+
+def test_a_preset_with_edited_sentences_fits_on_them_as_often_as_it_says():
+    pairs = [edit("The cast is big. It was boring throughout.", 0, "The cast is big. It was never boring.")]
+    cad = {"train": CadSet(pairs, []), "dev": CadSet([], [])}
+    reviews = Reviews(train_texts=[LONG[0], LONG[1]], y_train=np.array([1, 0], np.float32),
+                      test_texts=[], test_labels=np.zeros(0, int))
+    config = replace(presets.TUNED["bigram_bag"], counterfactual_copies=1, counterfactual_sentences=2)
+    train = training_set(reviews, config, cad)
+    assert train.extra_texts == [pairs[0].original.text, pairs[0].edited.text] + [
+        "It was boring throughout.", "It was never boring."] * 2
+    assert train.extra_labels.tolist() == [0, 1] * 3
+    assert train.extra_sources.tolist() == [-1] * 6  # from no IMDB review the seed's split could hold out
+    assert train.counterfactual.edited_sentences == 2
+    without = training_set(reviews, replace(config, counterfactual_sentences=0), cad)
+    assert without.extra_texts == train.extra_texts[:2] and without.counterfactual.edited_sentences is None
+
+
+def test_edited_sentences_need_the_counterfactual_pairs():
+    with pytest.raises(ValueError, match="counterfactual_sentences needs counterfactual_copies"):
+        replace(presets.TUNED["bigram_bag"], counterfactual_sentences=1)

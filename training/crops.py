@@ -9,14 +9,20 @@ sure than long ones.
 
 Each crop keeps the index of its review, so a crop of a held-out review is held out with it
 (``training.fit.split_shuffled``).
+
+The sentences the editors of the counterfactual pairs changed (``edited_sentences``) are short texts whose label
+is not noise: a sentence rewritten to flip a review carries the review's sentiment before the edit and the other
+after it ("The film was never boring." from "The film was boring throughout."), in the editors' words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from difflib import SequenceMatcher
 
 import numpy as np
 
+from training.cad import CadPair, Review
 from training.robustness import sentences
 
 # A crop is one sentence (two thirds of the time) or two adjacent ones.
@@ -45,3 +51,25 @@ def sentence_crops(texts: Sequence[str], labels: Sequence[float], per_review: in
             crop_labels.append(float(label))
             sources.append(index)
     return crop_texts, np.asarray(crop_labels, np.float32), np.asarray(sources, np.int64)
+
+
+def edited_sentences(pairs: Sequence[CadPair]) -> list[Review]:
+    """The sentences each pair's editor changed, from both reviews, each with its review's label: a changed
+    sentence with the original's, its rewrite with the edited copy's (aligned one to one where the editor rewrote
+    as many sentences as there were; a run of sentences rewritten into another count is one text each side, and a
+    sentence only added or only removed stands alone). Sentences left as they were carry nothing of the flip and
+    are left out."""
+    found: list[Review] = []
+    for pair in pairs:
+        before, after = sentences(pair.original.text), sentences(pair.edited.text)
+        for operation, i1, i2, j1, j2 in SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+            if operation == "equal":
+                continue
+            if i2 - i1 == j2 - j1:
+                changed = list(zip(before[i1:i2], after[j1:j2], strict=True))
+            else:
+                changed = [(" ".join(before[i1:i2]), " ".join(after[j1:j2]))]
+            for old, new in changed:
+                found += [Review(text, review.label) for text, review in ((old, pair.original), (new, pair.edited))
+                          if text]
+    return found

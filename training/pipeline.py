@@ -48,7 +48,7 @@ from artifacts.tokenizer import Tokenizer, text_to_words
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
 from training import presets, robustness
 from training.cad import CadSet, Review, counterfactual_folder, flipped, load_cad, substitutions
-from training.crops import sentence_crops
+from training.crops import edited_sentences, sentence_crops
 from training.data import (
     MD5,
     OFFICIAL_ARCHIVE,
@@ -111,8 +111,9 @@ class TrainingSet:
 def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str, CadSet] | None) -> TrainingSet:
     """The preset's training reviews. With counterfactual copies, the pairs' originals leave the IMDB part: the
     dev ones are never trained on (the dev pairs then measure unseen reviews) and the training ones come back
-    with their edited copies, on the fitting side only, so no review is both fitted and validated on. Sentence
-    crops of the IMDB part (``training/crops.py``) join the fitting side too."""
+    with their edited copies (and, with ``counterfactual_sentences``, the sentences their editors changed), on the
+    fitting side only, so no review is both fitted and validated on. Sentence crops of the IMDB part
+    (``training/crops.py``) join the fitting side too."""
     texts, labels = reviews.train_texts, reviews.y_train
     extra: list[tuple[Review, int]] = []
     record = None
@@ -138,9 +139,13 @@ def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str
                          if config.made_negations == "copies" or review.label == 0]
             extra += [(review, i) for review, i in made if review is not None]
         made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
+        changed = edited_sentences(pairs) if config.counterfactual_sentences else None
+        if changed:
+            extra += [(review, -1) for review in changed] * config.counterfactual_sentences
         record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
                                 left_out_originals=len(reviews.train_texts) - len(kept),
-                                skipped_pairs=cad["train"].skipped, made_reviews=made_reviews)
+                                skipped_pairs=cad["train"].skipped, made_reviews=made_reviews,
+                                edited_sentences=None if changed is None else len(changed))
     if config.sentence_crops:
         crop_texts, crop_labels, crop_sources = sentence_crops(texts, labels, config.sentence_crops)
         extra += [(Review(text, int(label)), int(source))

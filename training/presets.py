@@ -56,6 +56,9 @@ class TrainingConfig:
     # "complaint_copies", the same for negative reviews only (IMDB teaches "not good" and not "never dull");
     # "alternate", no copies, every second swapped word of each made review negated.
     made_negations: Literal["copies", "complaint_copies", "alternate"] | None = None
+    # With counterfactual pairs: the sentences their editors changed (training/crops.py edited_sentences), each
+    # labelled by its review, added this many times to the fitting side: short texts with the label of their edit.
+    counterfactual_sentences: int = 0
     # Short crops (training/crops.py): up to this many runs of one or two sentences of each IMDB training review,
     # labelled by their review, on the fitting side only, beside the review they were cut from.
     sentence_crops: int = 0
@@ -80,6 +83,8 @@ class TrainingConfig:
             raise ValueError("bag_pooling applies to the bag family only")
         if self.made_negations and not self.made_counterfactuals:
             raise ValueError("made_negations needs made_counterfactuals")
+        if self.counterfactual_sentences and not self.counterfactual_copies:
+            raise ValueError("counterfactual_sentences needs counterfactual_copies")
 
     @property
     def input_ids(self) -> int:
@@ -119,8 +124,8 @@ TUNED = {
 # scopes with misspelt words read as the word they misspell, the counterfactual training pairs five times, the IMDB
 # reviews with at least 3 % of their words swapped by the editors' substitutions, flipped, and words weighed by a
 # learned salience instead of averaged. Sentence crops, scoped rows built from the plain ones, an L1 price on each
-# word's row, made reviews with negated words and contrasts across sentences did not beat it there. One seed, as
-# explored (a seed run and the refit take about 20 minutes on 2 cores).
+# word's row, made reviews with negated words, contrasts across sentences and the sentences the editors changed did
+# not beat it there. One seed, as explored (a seed run and the refit take about 20 minutes on 2 cores).
 ROBUST = {
     "robust_bag": replace(TUNED["bigram_bag"], tokenizer="keras_scopes_spelling", counterfactual_copies=5,
                           made_counterfactuals=True, made_min_share=0.03, bag_pooling="salience", seeds=(1337,)),
