@@ -72,7 +72,15 @@ def test_sentences_rewritten_into_another_count_are_one_text_and_an_added_one_st
     assert edited_sentences([merged]) == [Review("Great. Loved it.", 1), Review("Awful and hated it.", 0)]
     added = edit("The cast is big.", 1, "The cast is big. Sadly it is dull.")
     assert edited_sentences([added]) == [Review("Sadly it is dull.", 0)]
+    removed = edit("The cast is big. Sadly it is dull.", 0, "The cast is big.")
+    assert edited_sentences([removed]) == [Review("Sadly it is dull.", 0)]
     assert edited_sentences([edit("Same words.", 1, "Same words.")]) == []
+
+
+def test_a_rewrite_that_reads_the_same_words_is_left_out_rather_than_learned_under_both_labels():
+    pair = edit('I give it "2 out of 10". The russian cast is dull.', 0,
+                'I give it ""2 out of 10"". The Russian cast is fun.')
+    assert edited_sentences([pair]) == [Review("The russian cast is dull.", 0), Review("The Russian cast is fun.", 1)]
 
 
 def test_a_preset_with_edited_sentences_fits_on_them_as_often_as_it_says():
@@ -80,15 +88,33 @@ def test_a_preset_with_edited_sentences_fits_on_them_as_often_as_it_says():
     cad = {"train": CadSet(pairs, []), "dev": CadSet([], [])}
     reviews = Reviews(train_texts=[LONG[0], LONG[1]], y_train=np.array([1, 0], np.float32),
                       test_texts=[], test_labels=np.zeros(0, int))
-    config = replace(presets.TUNED["bigram_bag"], counterfactual_copies=1, counterfactual_sentences=2)
+    config = replace(presets.TUNED["bigram_bag"], counterfactual_copies=1, counterfactual_sentences=3)
     train = training_set(reviews, config, cad)
     assert train.extra_texts == [pairs[0].original.text, pairs[0].edited.text] + [
-        "It was boring throughout.", "It was never boring."] * 2
-    assert train.extra_labels.tolist() == [0, 1] * 3
-    assert train.extra_sources.tolist() == [-1] * 6  # from no IMDB review the seed's split could hold out
-    assert train.counterfactual.edited_sentences == 2
+        "It was boring throughout.", "It was never boring."] * 3
+    assert train.extra_labels.tolist() == [0, 1] * 4
+    assert train.extra_sources.tolist() == [-1] * 8  # from no IMDB review the seed's split could hold out
+    assert train.counterfactual.edited_sentences == 2  # sentences, not copies of them
     without = training_set(reviews, replace(config, counterfactual_sentences=0), cad)
     assert without.extra_texts == train.extra_texts[:2] and without.counterfactual.edited_sentences is None
+    unchanged = {"train": CadSet([edit("Same words.", 1, "Same words.")], []), "dev": CadSet([], [])}
+    assert training_set(reviews, config, unchanged).counterfactual.edited_sentences == 0
+
+
+def test_edited_sentences_come_beside_the_made_reviews_and_leave_their_count_alone():
+    pairs = [edit(f"Great cast {i}, I loved it, the best. Fine.", 1, f"Awful cast {i}, I hated it, the worst. Fine.")
+             for i in range(2)]
+    cad = {"train": CadSet(pairs, []), "dev": CadSet([], [])}
+    reviews = Reviews(train_texts=["The best film, great fun, I loved it."], y_train=np.array([1], np.float32),
+                      test_texts=[], test_labels=np.zeros(0, int))
+    config = replace(presets.TUNED["bigram_bag"], counterfactual_copies=1, made_counterfactuals=True)
+    plain = training_set(reviews, config, cad)
+    with_sentences = training_set(reviews, replace(config, counterfactual_sentences=1), cad)
+    assert with_sentences.counterfactual.made_reviews == plain.counterfactual.made_reviews == 1
+    assert with_sentences.extra_texts[:len(plain.extra_texts)] == plain.extra_texts
+    assert with_sentences.extra_texts[len(plain.extra_texts):] == [
+        "Great cast 0, I loved it, the best.", "Awful cast 0, I hated it, the worst.",
+        "Great cast 1, I loved it, the best.", "Awful cast 1, I hated it, the worst."]
 
 
 def test_edited_sentences_need_the_counterfactual_pairs():

@@ -22,6 +22,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
+from artifacts.tokenizer import text_to_words
 from training.cad import CadPair, Review
 from training.robustness import sentences
 
@@ -55,10 +56,11 @@ def sentence_crops(texts: Sequence[str], labels: Sequence[float], per_review: in
 
 def edited_sentences(pairs: Sequence[CadPair]) -> list[Review]:
     """The sentences each pair's editor changed, from both reviews, each with its review's label: a changed
-    sentence with the original's, its rewrite with the edited copy's (aligned one to one where the editor rewrote
+    sentence with the original's, its rewrite with the edited copy's (paired by position where the editor rewrote
     as many sentences as there were; a run of sentences rewritten into another count is one text each side, and a
     sentence only added or only removed stands alone). Sentences left as they were carry nothing of the flip and
-    are left out."""
+    are left out, and so are a sentence and its rewrite that read the same words (``text_to_words``: a capital
+    letter or a quote mark changed), which would give the model one text under both labels."""
     found: list[Review] = []
     for pair in pairs:
         before, after = sentences(pair.original.text), sentences(pair.edited.text)
@@ -70,6 +72,10 @@ def edited_sentences(pairs: Sequence[CadPair]) -> list[Review]:
             else:
                 changed = [(" ".join(before[i1:i2]), " ".join(after[j1:j2]))]
             for old, new in changed:
-                found += [Review(text, review.label) for text, review in ((old, pair.original), (new, pair.edited))
-                          if text]
+                if text_to_words(old) == text_to_words(new):
+                    continue
+                if old:
+                    found.append(Review(old, pair.original.label))
+                if new:
+                    found.append(Review(new, pair.edited.label))
     return found

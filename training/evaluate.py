@@ -385,6 +385,7 @@ def robust_exploration_section(experiments: dict) -> list[str]:
         "the snippet figure was recorded, were compared on the first two.",
         "",
         "| variant | tokenizer | pooling | counterfactual copies | made from swaps (min share) | sentence crops "
+        "(edited sentences) "
         "| scoped rows from plain | term L1 | validation accuracy | CAD dev original | CAD dev edited "
         "| pairs both right | validation snippets | choice score | mean over seeds | epoch |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

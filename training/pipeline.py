@@ -96,9 +96,9 @@ class Reviews:
 @dataclass
 class TrainingSet:
     """What one model trains on: IMDB training reviews (validated on, and held out from, as the seed's shuffle
-    says) and reviews it only ever fits on (counterfactual pairs, ``counterfactual_copies`` times, and reviews made
-    from the IMDB ones); ``extra_sources`` says which IMDB review each extra one was made from (-1: none), so
-    that a review made from a held-out one is held out with it."""
+    says) and texts it only ever fits on (counterfactual pairs, ``counterfactual_copies`` times, the sentences their
+    editors changed, reviews made from the IMDB ones and sentence crops of them); ``extra_sources`` says which IMDB
+    review each extra one was made from (-1: none), so that a text made from a held-out review is held out with it."""
 
     texts: list[str]
     labels: np.ndarray  # float32
@@ -140,8 +140,9 @@ def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str
             extra += [(review, i) for review, i in made if review is not None]
         made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
         changed = edited_sentences(pairs) if config.counterfactual_sentences else None
-        if changed:
+        if changed is not None:
             extra += [(review, -1) for review in changed] * config.counterfactual_sentences
+            log.info("%d sentences the editors changed, %d times each", len(changed), config.counterfactual_sentences)
         record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
                                 left_out_originals=len(reviews.train_texts) - len(kept),
                                 skipped_pairs=cad["train"].skipped, made_reviews=made_reviews,
