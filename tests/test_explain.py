@@ -207,7 +207,6 @@ def test_requests_are_counted_and_logged_like_predict(capsys):
         assert sample(after, name) - sample(before, name) >= 1, name
     # Other tests' clients may flush their own lines meanwhile: look for this test's two requests.
     explained = [line for line in lines if line["path"] == "/explain"]
-    # (lines of other tests' /explain requests can be flushed into this capture too, so look for this one's)
     assert (["bag"], 2) in [(line["models"], line["reviews"]) for line in explained if line["status"] == 200]
     assert any(line["status"] == 422 for line in explained)
     assert "a uniquely identifiable review" not in json.dumps(lines)
