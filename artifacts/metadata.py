@@ -293,7 +293,9 @@ class ModelMetadata(_Strict):
         "also a word a contrast outweighs (before 'but', after 'although') as its id + 2 * num_words; "
         "`keras_scopes_spelling`, also a word outside the vocabulary read as the word it most likely misspells; "
         "`keras_scopes_spelling_across`, also the sentence before a contrast that opens a sentence ('However, ...') "
-        "as outweighed.")
+        "as outweighed; `keras_scopes_spelling_focus`, `keras_scopes_spelling` with a negation's scope ending at the "
+        "first word it can negate, its focus ('never dull', but not 'never seen such a dull film'); "
+        "`keras_scopes_spelling_focus_cueless`, also the word that opens a negation read as padding (id 0).")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None

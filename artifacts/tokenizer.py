@@ -23,7 +23,14 @@ its sentence, as in "slow at first, but the ending is wonderful", and the words 
 likely misspells (``artifacts/spelling.py``: "amazng" reads "amazing"). The rule ``keras_scopes_spelling_across`` is
 ``keras_scopes_spelling`` with a contrast that opens a sentence outweighing the sentence before it, as in "The plot
 was dull; however, the ending is wonderful" or "The cast is great. But the film is dull" (the other rules let such a
-contrast outweigh nothing). The course models keep the Keras rule exactly.
+contrast outweigh nothing). The rule ``keras_scopes_spelling_focus`` is ``keras_scopes_spelling`` with a negation
+read on its focus: its scope runs over the words that cannot be what it negates (``FOCUS_SKIP``: articles and
+determiners, pronouns, forms of "be" and "have", degree words) up to and including the first word that can, and on
+only through an "or" ("not funny or clever"), so "I have never seen such a dull film" reads a plain "dull", and
+"never dull" and "nothing boring about it" a negated one. In IMDB's training reviews a review with a negated "dull"
+is positive 73 times in 100 read this way, against 37 with the clause as the scope. The rule
+``keras_scopes_spelling_focus_cueless`` also reads the word that opens a negation as padding (``PAD``), so that a
+negation is read on its focus alone. The course models keep the Keras rule exactly.
 
 Free of TensorFlow: the service imports it.
 """
@@ -63,13 +70,19 @@ KERAS_NEGATION = "keras_negation"
 KERAS_SCOPES = "keras_scopes"
 KERAS_SCOPES_SPELLING = "keras_scopes_spelling"
 KERAS_SCOPES_SPELLING_ACROSS = "keras_scopes_spelling_across"
+KERAS_SCOPES_SPELLING_FOCUS = "keras_scopes_spelling_focus"
+KERAS_SCOPES_SPELLING_FOCUS_CUELESS = "keras_scopes_spelling_focus_cueless"
 # The rules, as a type for the training configuration and the metadata schema, which name a model's rule.
 TokenizerRule = Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling",
-                        "keras_scopes_spelling_across"]
+                        "keras_scopes_spelling_across", "keras_scopes_spelling_focus",
+                        "keras_scopes_spelling_focus_cueless"]
 RULES: tuple[str, ...] = get_args(TokenizerRule)
 # How many ids each known word can read as.
-ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4, KERAS_SCOPES_SPELLING_ACROSS: 4}
-SPELLING_RULES = frozenset({KERAS_SCOPES_SPELLING, KERAS_SCOPES_SPELLING_ACROSS})
+ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4, KERAS_SCOPES_SPELLING_ACROSS: 4,
+             KERAS_SCOPES_SPELLING_FOCUS: 4, KERAS_SCOPES_SPELLING_FOCUS_CUELESS: 4}
+SPELLING_RULES = frozenset({KERAS_SCOPES_SPELLING, KERAS_SCOPES_SPELLING_ACROSS, KERAS_SCOPES_SPELLING_FOCUS,
+                            KERAS_SCOPES_SPELLING_FOCUS_CUELESS})
+FOCUS_RULES = frozenset({KERAS_SCOPES_SPELLING_FOCUS, KERAS_SCOPES_SPELLING_FOCUS_CUELESS})
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
 # apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
 NEGATORS = frozenset({
@@ -81,6 +94,18 @@ SCOPE_ENDERS = frozenset({"but", "however", "although", "though", "yet", "except
 # Words whose sentence so far the rest outweighs, and words whose own clause the rest of the sentence outweighs.
 CONTRAST_AFTER = frozenset({"but", "however", "yet", "nevertheless", "nonetheless"})
 CONTRAST_BEFORE = frozenset({"although", "though", "despite", "whereas"})
+# With a negation read on its focus (keras_scopes_spelling_focus): the words that cannot be what a negation negates,
+# which its scope runs over to reach the word that can. Articles and determiners ("not a single", "not one"),
+# pronouns and forms of "be" and "have" ("wasn't it", "haven't been"), degree words ("not very", "never too", "not
+# at all", "not the least bit") and "even" and "ever". Written from English grammar, not from any model's mistakes.
+FOCUS_SKIP = frozenset({
+    "a", "an", "the", "any", "this", "that", "these", "those", "such", "one", "single", "some", "my", "his", "her",
+    "its", "our", "your", "their", "i", "you", "he", "she", "it", "we", "they", "there", "be", "been", "being", "is",
+    "was", "are", "were", "am", "have", "has", "had", "do", "does", "did", "very", "too", "so", "really", "quite",
+    "all", "at", "least", "bit", "particularly", "especially", "overly", "remotely", "terribly", "entirely",
+    "completely", "totally", "exactly", "just", "as", "much", "more", "most", "even", "ever",
+})
+FOCUS_GOES_ON = "or"  # "not funny or clever": the scope reaches the next focus
 
 
 def text_to_words(text: str) -> list[str]:
@@ -94,9 +119,11 @@ def text_to_words(text: str) -> list[str]:
 _PUNCTUATION = frozenset(".,!?;:")  # "," ends a clause, the others a sentence
 _WORDS_AND_MARKS = re.compile("[.,!?;:]|[^\\s" + re.escape(KERAS_FILTERS) + "]+")
 NEGATED, OUTWEIGHED = 1, 2  # the bits of a word's scope code
+CUE = 4  # with focus, the bit of a word that opens a negation scope
 PARAGRAPH_BREAK = "br"  # the word the Keras rule reads in IMDB's "<br />"
 _SCOPE_WORDS = NEGATORS | SCOPE_ENDERS | CONTRAST_AFTER | CONTRAST_BEFORE | _PUNCTUATION
 _SCOPE_WORDS_ACROSS = _SCOPE_WORDS | {PARAGRAPH_BREAK}  # across sentences, a paragraph break matters too
+_SCOPE_WORDS_FOCUS = _SCOPE_WORDS | {FOCUS_GOES_ON}
 
 
 def negator(word: str) -> bool:
@@ -104,22 +131,35 @@ def negator(word: str) -> bool:
     return word in NEGATORS or word.endswith("n't")
 
 
-def scope_codes(text: str, across: bool = False) -> list[int]:
+def scope_codes(text: str, across: bool = False, focus: bool = False) -> list[int]:
     """For each word of ``text_to_words(text)``, its scopes (see the module's docstring): ``NEGATED`` when it
     stands after a negation in its clause (up to a contrast word), plus ``OUTWEIGHED`` when a contrast in its
     sentence outweighs it (the words before a ``CONTRAST_AFTER`` word, back to the sentence's start or the
     previous contrast, and the words after a ``CONTRAST_BEFORE`` word, to the end of its clause). With
     ``across``, a ``CONTRAST_AFTER`` word that opens a sentence (after nothing but paragraph breaks, the "br" of
-    IMDB's "<br />") outweighs the sentence before it (back to its start or its last contrast)."""
+    IMDB's "<br />") outweighs the sentence before it (back to its start or its last contrast). With ``focus``, a
+    negation's scope ends sooner: after the first word not in ``FOCUS_SKIP``, going on only through an "or"; and
+    the word that opens a negation scope has the bit ``CUE``."""
+    if across and focus:
+        raise ValueError("a rule reads contrasts across sentences or negations on their focus, not both")
     codes: list[int] = []
     append = codes.append
     code = 0  # the current word's: NEGATED * negated + OUTWEIGHED * conceding
     since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
     sentence_start = previous_since = 0  # where this sentence begins; since_contrast when the one before ended
-    scope_words = _SCOPE_WORDS_ACROSS if across else _SCOPE_WORDS
+    focus_read = -1  # with focus: how many words there were when a negation's scope last ended at its focus
+    scope_words = _SCOPE_WORDS_ACROSS if across else _SCOPE_WORDS_FOCUS if focus else _SCOPE_WORDS
     for token in _WORDS_AND_MARKS.findall(text.lower()):
         if token not in scope_words and token[-3:] != "n't":  # most words: no scope begins or ends
             append(code)
+            if focus and code & NEGATED and token not in FOCUS_SKIP:  # the negation's focus: its scope ends
+                code &= ~NEGATED
+                focus_read = len(codes)
+            continue
+        if token == FOCUS_GOES_ON:  # only with focus
+            append(code)
+            if focus_read == len(codes) - 1:  # right after a focus: the scope goes on to the next one
+                code |= NEGATED
             continue
         if token == PARAGRAPH_BREAK:  # only across sentences
             if len(codes) == sentence_start:
@@ -127,7 +167,7 @@ def scope_codes(text: str, across: bool = False) -> list[int]:
             append(code)
             continue
         if token in _PUNCTUATION:
-            code = 0
+            code, focus_read = 0, -1
             if token != ",":
                 if len(codes) > sentence_start:  # a sentence with words in it ends
                     previous_since, sentence_start = since_contrast, len(codes)
@@ -142,6 +182,8 @@ def scope_codes(text: str, across: bool = False) -> list[int]:
         append(code)
         if negator(token):
             code |= NEGATED
+            if focus:
+                codes[-1] |= CUE
         if token in CONTRAST_BEFORE:
             code |= OUTWEIGHED
     return codes
@@ -183,6 +225,11 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
     ends = list(accumulate(len(char.lower()) for char in text))
     return [(match.group(), bisect_right(ends, match.start()), bisect_right(ends, match.end() - 1) + 1)
             for match in _WORD_RUN.finditer(filtered)]
+
+
+def _as_read(index: int, default: int) -> int:
+    """The lookup of ids already looked up, some of them PAD (``max(id, OOV)`` would read PAD as OOV)."""
+    return index
 
 
 class Tokenizer:
@@ -239,7 +286,7 @@ class Tokenizer:
         words), so the words are cut here, and only the kept ones are looked up (and spelt)."""
         kept = NEGATED if self.rule == KERAS_NEGATION else NEGATED | OUTWEIGHED
         shift = self.num_words
-        codes = scope_codes(text, across=self.rule == KERAS_SCOPES_SPELLING_ACROSS)
+        codes = scope_codes(text, across=self.rule == KERAS_SCOPES_SPELLING_ACROSS, focus=self.rule in FOCUS_RULES)
         cut = 0 <= last < len(words)
         if cut:
             words, codes = words[-last:], codes[-last:]
@@ -247,7 +294,11 @@ class Tokenizer:
             lookup = self._spelled(lookup)
         ids = [index + shift * (code & kept) if index > OOV else index
                for index, code in zip(map(lookup, words, repeat(OOV)), codes, strict=True)]
-        return ids, max, cut
+        if self.rule != KERAS_SCOPES_SPELLING_FOCUS_CUELESS:
+            return ids, max, cut
+        # The word that opens a negation reads as padding, which the bag models leave out: what a negation says is
+        # read on its focus alone ("nothing boring" as a negated "boring"), not on a row of "nothing" of its own.
+        return [PAD if code & CUE else index for index, code in zip(ids, codes, strict=True)], _as_read, cut
 
     def _spelled(self, lookup: Callable) -> Callable:
         """``lookup`` with an unknown word read as the word it misspells (words are bytes for ASCII text)."""

@@ -162,7 +162,10 @@ class ModelInfo(BaseModel):
                            "contrast outweighs, before 'but' or after 'although') or `keras_scopes_spelling` (also "
                            "a word outside the vocabulary read as the word it most likely misspells) or "
                            "`keras_scopes_spelling_across` (also the sentence before a 'However' or 'But' that "
-                           "opens a sentence).")
+                           "opens a sentence) or `keras_scopes_spelling_focus` (`keras_scopes_spelling` with a "
+                           "negation's scope ending at the first word it can negate, its focus) or "
+                           "`keras_scopes_spelling_focus_cueless` (also the word that opens a negation read as "
+                           "padding).")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None

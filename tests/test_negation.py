@@ -1,6 +1,8 @@
 """The tokenizer rules with scopes: ``keras_negation`` (a negated known word shifted by num_words) and
 ``keras_scopes`` (also a word a contrast outweighs, shifted by 2 * num_words): the same words as Keras's rule;
-and the scopes of ``keras_scopes_spelling_across`` (a contrast that opens a sentence outweighs the one before)."""
+the scopes of ``keras_scopes_spelling_across`` (a contrast that opens a sentence outweighs the one before) and of
+``keras_scopes_spelling_focus`` (a negation read on its focus) and ``keras_scopes_spelling_focus_cueless`` (its
+word that opens a negation read as padding)."""
 
 import numpy as np
 import pytest
@@ -8,18 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artifacts.tokenizer import (
+    CUE,
     KERAS,
     KERAS_NEGATION,
     KERAS_SCOPES,
     KERAS_SCOPES_SPELLING,
     KERAS_SCOPES_SPELLING_ACROSS,
+    KERAS_SCOPES_SPELLING_FOCUS,
+    KERAS_SCOPES_SPELLING_FOCUS_CUELESS,
     NEGATED,
     OOV,
     OUTWEIGHED,
+    PAD,
     START,
     Tokenizer,
     contrast_scopes,
     negation_scopes,
+    negator,
     scope_codes,
     text_to_words,
 )
@@ -99,6 +106,55 @@ def test_unknown_words_stay_oov_inside_a_scope():
     assert negating.encode("not zzqqxxnotaword") == [START, negating.encode("not")[1], OOV]
 
 
+def negated_on_focus(text: str) -> list[str]:
+    return [word for word, code in zip(text_to_words(text), scope_codes(text, focus=True), strict=True)
+            if code & NEGATED]
+
+
+def test_on_its_focus_a_negation_reaches_the_first_word_it_can_negate_and_no_further():
+    assert negated_on_focus("There was nothing boring about this film.") == ["boring"]
+    assert negated_on_focus("I have never seen such a dull film") == ["seen"]  # "dull" reads plain
+    assert negated_on_focus("There wasn't a single dull moment in it") == ["a", "single", "dull"]
+    assert negated_on_focus("It isn't very good, and it is not at all funny") == ["very", "good", "at", "all", "funny"]
+
+
+def test_on_its_focus_a_negation_goes_on_through_or_and_nor_opens_its_own():
+    assert negated_on_focus("not funny or clever at all") == ["funny", "clever"]
+    assert negated_on_focus("neither slow nor predictable, and moving") == ["slow", "predictable"]
+    assert negated_on_focus("not funny and clever") == ["funny"]
+    assert negated_on_focus("not funny, or clever") == ["funny"]  # a comma ends the clause as before
+
+
+def test_the_focus_rule_reads_as_keras_scopes_spelling_but_for_the_words_after_a_negations_focus():
+    focus = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_SCOPES_SPELLING_FOCUS)
+    spelling = Tokenizer(WORD_INDEX, NUM_WORDS, 500, KERAS_SCOPES_SPELLING)
+    assert focus.id_count == 4 * NUM_WORDS
+    text = "The acting was superb, but the plot was dreadfull although short."  # no negation: the same ids
+    assert focus.encode(text) == spelling.encode(text)
+    never, seen, dull = (focus.encode(word)[1] for word in ("never", "seen", "dull"))
+    assert focus.encode("never seen a dull film")[1:4] == [never, seen + NUM_WORDS, focus.encode("a")[1]]
+    assert spelling.encode("never seen a dull film")[4] == dull + NUM_WORDS
+
+
+focus_rule = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS)
+cueless = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS_CUELESS)
+
+
+def test_without_cues_the_word_that_opens_a_negation_reads_as_padding_and_its_focus_as_negated():
+    boring = keras_rule.encode("boring")[1]
+    assert cueless.encode("There was nothing boring.")[3:] == [PAD, boring + NUM_WORDS]
+    assert focus_rule.encode("There was nothing boring.")[3] == keras_rule.encode("nothing")[1]
+    read = cueless.encode_reviews(["Neither slow nor predictable", "No."])
+    assert list(read.tokens[0, -4:]) == [PAD, keras_rule.encode("slow")[1] + NUM_WORDS, PAD,
+                                         keras_rule.encode("predictable")[1] + NUM_WORDS]
+    assert list(read.tokens[1, -2:]) == [START, PAD] and list(read.words) == [4, 1] and list(read.known) == [2, 0]
+
+
+def test_a_rule_cannot_read_contrasts_across_sentences_and_negations_on_their_focus():
+    with pytest.raises(ValueError, match="not both"):
+        scope_codes("not good", across=True, focus=True)
+
+
 def test_ids_stay_below_the_id_count():
     assert negating.id_count == 2 * NUM_WORDS and keras_rule.id_count == NUM_WORDS
     tokens = negating.encode_batch(["not " + " ".join(["the film was good and the story great"] * 30)])
@@ -111,8 +167,9 @@ def test_an_unknown_rule_is_refused():
 
 
 words_and_marks = st.lists(st.sampled_from(["not", "good", "never", "film", "didn't", "didnt", "but", "bad", "Ünï",
-                                            "although", "However", "though", "yet",
-                                            "İ", ",", ".", "!", " ", "\t", ";", "<br />", "no", "great", "ΑΣ"]),
+                                            "although", "However", "though", "yet", "or", "nor", "a", "very",
+                                            "neither", "İ", ",", ".", "!", " ", "\t", ";", "<br />", "no", "great",
+                                            "ΑΣ"]),
                            max_size=60).map(" ".join)
 
 
@@ -120,8 +177,14 @@ words_and_marks = st.lists(st.sampled_from(["not", "good", "never", "film", "did
 @settings(max_examples=1_000, deadline=None)
 def test_the_words_are_kerass_and_only_scoped_known_words_are_shifted(text):
     negated_words, outweighed_words = negation_scopes(text), contrast_scopes(text)
-    across = scope_codes(text, across=True)
-    assert [code & NEGATED for code in across] == [code & NEGATED for code in scope_codes(text)]  # contrasts only
+    across, on_focus, clause = scope_codes(text, across=True), scope_codes(text, focus=True), scope_codes(text)
+    assert [code & NEGATED for code in across] == [code & NEGATED for code in clause]  # contrasts only
+    assert [code & OUTWEIGHED for code in on_focus] == [code & OUTWEIGHED for code in clause]  # negations only
+    assert all(wide & NEGATED for code, wide in zip(on_focus, clause, strict=True) if code & NEGATED)  # narrower
+    cues = [bool(code & CUE) for code in on_focus]
+    assert cues == [negator(word) for word in text_to_words(text)] and not any(code & CUE for code in clause)
+    assert cueless.encode(text)[1:] == [PAD if cue else index
+                                        for cue, index in zip(cues, focus_rule.encode(text)[1:], strict=True)]
     assert all(code & OUTWEIGHED for code, before in zip(across, outweighed_words, strict=True) if before)
     assert len(negated_words) == len(outweighed_words) == len(text_to_words(text))
     plain, negated, scoped = keras_rule.encode(text), negating.encode(text), scoping.encode(text)

@@ -44,6 +44,8 @@ BAG = presets.TUNED["bigram_bag"]
 SCOPES = {"tokenizer": "keras_scopes"}
 SPELLING = {"tokenizer": "keras_scopes_spelling"}
 ACROSS = {"tokenizer": "keras_scopes_spelling_across"}
+FOCUS = {"tokenizer": "keras_scopes_spelling_focus"}
+FOCUS_CUELESS = {"tokenizer": "keras_scopes_spelling_focus_cueless"}
 MADE3 = {"counterfactual_copies": 5, "made_counterfactuals": True, "made_min_share": 0.03, "epochs": 12}
 
 # The variants run for the robust preset (models/robust_experiments.json). Earlier scratch runs (not recorded
@@ -102,6 +104,15 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     # shipped variant on seed 1337 by nearly twice what a seed moves a score (its record notes the version it ran).
     "bag_spelling_cad5_made3_salience_sentences": replace(BAG, **SPELLING, **MADE3, bag_pooling="salience",
                                                           counterfactual_sentences=1),
+    # Round six, for negated complaints again: a negation read on its focus alone (tokenizer rule
+    # keras_scopes_spelling_focus), so that "never dull" and "never seen such a dull film" read apart. With the clause
+    # as the scope, a review with a negated "dull" is positive 37 times in 100; on its focus, 73. Ahead of the shipped
+    # variant on both seeds (mean 0.8410 against 0.8382): the robust_bag preset since.
+    "bag_focus_cad5_made3_salience": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience"),
+    # Round seven: the same with the word that opens a negation read as padding (keras_scopes_spelling_focus_cueless),
+    # so that a negation is read on its focus alone and "nothing" has no row of its own that says "negative review".
+    # Behind round six's variant on both seeds (mean 0.8387 against 0.8410).
+    "bag_focus_cueless_cad5_made3_salience": replace(BAG, **FOCUS_CUELESS, **MADE3, bag_pooling="salience"),
 }
 
 log = logging.getLogger("training.explore_robust")
