@@ -95,6 +95,8 @@ class Batcher:
         deadline = time.monotonic() + self.max_wait
         yielded = False
         while rows < self.max_batch_size:
+            if yielded and time.monotonic() >= deadline:  # a stream with no gap ends its batch at max_wait too
+                break
             pending = self._take_nowait()
             if pending is _STOP:
                 self._stopping = True
