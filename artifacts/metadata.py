@@ -103,6 +103,9 @@ class Counterfactual(_Strict):
     edited_sentences: int | None = Field(None, ge=0, description="Sentences the training pairs' editors changed "
                                          "(training/crops.py), each added counterfactual_sentences times with its "
                                          "review's label.")
+    contrast_joins: int | None = Field(None, ge=0, description="Texts joining two of those sentences of opposite "
+                                       "labels by a contrast ('A, but B', 'Although A, B'; training/crops.py), "
+                                       "labelled as the sentence the contrast says.")
 
 
 class TrainingRecord(_Strict):
@@ -295,7 +298,8 @@ class ModelMetadata(_Strict):
         "`keras_scopes_spelling_across`, also the sentence before a contrast that opens a sentence ('However, ...') "
         "as outweighed; `keras_scopes_spelling_focus`, `keras_scopes_spelling` with a negation's scope ending at the "
         "first word it can negate, its focus ('never dull', but not 'never seen such a dull film'); "
-        "`keras_scopes_spelling_focus_cueless`, also the word that opens a negation read as padding (id 0).")
+        "`keras_scopes_spelling_focus_cueless`, also the word that opens a negation read as padding (id 0); "
+        "`keras_scopes_spelling_focus_across`, negations read on their focus and contrasts across sentences.")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None

@@ -30,7 +30,8 @@ only through an "or" ("not funny or clever"), so "I have never seen such a dull 
 "never dull" and "nothing boring about it" a negated one. In IMDB's training reviews a review with a negated "dull"
 is positive 73 times in 100 read this way, against 37 with the clause as the scope. The rule
 ``keras_scopes_spelling_focus_cueless`` also reads the word that opens a negation as padding (``PAD``), so that a
-negation is read on its focus alone. The course models keep the Keras rule exactly.
+negation is read on its focus alone. The rule ``keras_scopes_spelling_focus_across`` reads negations on their focus
+and contrasts across sentences, as the two rules before it do. The course models keep the Keras rule exactly.
 
 Free of TensorFlow: the service imports it.
 """
@@ -72,17 +73,21 @@ KERAS_SCOPES_SPELLING = "keras_scopes_spelling"
 KERAS_SCOPES_SPELLING_ACROSS = "keras_scopes_spelling_across"
 KERAS_SCOPES_SPELLING_FOCUS = "keras_scopes_spelling_focus"
 KERAS_SCOPES_SPELLING_FOCUS_CUELESS = "keras_scopes_spelling_focus_cueless"
+KERAS_SCOPES_SPELLING_FOCUS_ACROSS = "keras_scopes_spelling_focus_across"
 # The rules, as a type for the training configuration and the metadata schema, which name a model's rule.
 TokenizerRule = Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling",
                         "keras_scopes_spelling_across", "keras_scopes_spelling_focus",
-                        "keras_scopes_spelling_focus_cueless"]
+                        "keras_scopes_spelling_focus_cueless", "keras_scopes_spelling_focus_across"]
 RULES: tuple[str, ...] = get_args(TokenizerRule)
 # How many ids each known word can read as.
 ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4, KERAS_SCOPES_SPELLING_ACROSS: 4,
-             KERAS_SCOPES_SPELLING_FOCUS: 4, KERAS_SCOPES_SPELLING_FOCUS_CUELESS: 4}
+             KERAS_SCOPES_SPELLING_FOCUS: 4, KERAS_SCOPES_SPELLING_FOCUS_CUELESS: 4,
+             KERAS_SCOPES_SPELLING_FOCUS_ACROSS: 4}
 SPELLING_RULES = frozenset({KERAS_SCOPES_SPELLING, KERAS_SCOPES_SPELLING_ACROSS, KERAS_SCOPES_SPELLING_FOCUS,
-                            KERAS_SCOPES_SPELLING_FOCUS_CUELESS})
-FOCUS_RULES = frozenset({KERAS_SCOPES_SPELLING_FOCUS, KERAS_SCOPES_SPELLING_FOCUS_CUELESS})
+                            KERAS_SCOPES_SPELLING_FOCUS_CUELESS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS})
+FOCUS_RULES = frozenset({KERAS_SCOPES_SPELLING_FOCUS, KERAS_SCOPES_SPELLING_FOCUS_CUELESS,
+                         KERAS_SCOPES_SPELLING_FOCUS_ACROSS})
+ACROSS_RULES = frozenset({KERAS_SCOPES_SPELLING_ACROSS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS})
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
 # apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
 NEGATORS = frozenset({
@@ -124,6 +129,7 @@ PARAGRAPH_BREAK = "br"  # the word the Keras rule reads in IMDB's "<br />"
 _SCOPE_WORDS = NEGATORS | SCOPE_ENDERS | CONTRAST_AFTER | CONTRAST_BEFORE | _PUNCTUATION
 _SCOPE_WORDS_ACROSS = _SCOPE_WORDS | {PARAGRAPH_BREAK}  # across sentences, a paragraph break matters too
 _SCOPE_WORDS_FOCUS = _SCOPE_WORDS | {FOCUS_GOES_ON}
+_SCOPE_WORDS_BOTH = _SCOPE_WORDS_ACROSS | _SCOPE_WORDS_FOCUS
 
 
 def negator(word: str) -> bool:
@@ -139,16 +145,16 @@ def scope_codes(text: str, across: bool = False, focus: bool = False) -> list[in
     ``across``, a ``CONTRAST_AFTER`` word that opens a sentence (after nothing but paragraph breaks, the "br" of
     IMDB's "<br />") outweighs the sentence before it (back to its start or its last contrast). With ``focus``, a
     negation's scope ends sooner: after the first word not in ``FOCUS_SKIP``, going on only through an "or"; and
-    the word that opens a negation scope has the bit ``CUE``."""
-    if across and focus:
-        raise ValueError("a rule reads contrasts across sentences or negations on their focus, not both")
+    the word that opens a negation scope has the bit ``CUE``. The two are independent: with both, each reads as
+    it does alone."""
     codes: list[int] = []
     append = codes.append
     code = 0  # the current word's: NEGATED * negated + OUTWEIGHED * conceding
     since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
     sentence_start = previous_since = 0  # where this sentence begins; since_contrast when the one before ended
     focus_read = -1  # with focus: how many words there were when a negation's scope last ended at its focus
-    scope_words = _SCOPE_WORDS_ACROSS if across else _SCOPE_WORDS_FOCUS if focus else _SCOPE_WORDS
+    scope_words = ((_SCOPE_WORDS_BOTH if focus else _SCOPE_WORDS_ACROSS) if across
+                   else _SCOPE_WORDS_FOCUS if focus else _SCOPE_WORDS)
     for token in _WORDS_AND_MARKS.findall(text.lower()):
         if token not in scope_words and token[-3:] != "n't":  # most words: no scope begins or ends
             append(code)
@@ -165,6 +171,9 @@ def scope_codes(text: str, across: bool = False, focus: bool = False) -> list[in
             if len(codes) == sentence_start:
                 sentence_start += 1  # IMDB's "Dull.<br /><br />But ...": the "But" still opens its sentence
             append(code)
+            if focus and code & NEGATED:  # as any word not in FOCUS_SKIP, so that focus reads as it does alone
+                code &= ~NEGATED
+                focus_read = len(codes)
             continue
         if token in _PUNCTUATION:
             code, focus_read = 0, -1
@@ -286,7 +295,7 @@ class Tokenizer:
         words), so the words are cut here, and only the kept ones are looked up (and spelt)."""
         kept = NEGATED if self.rule == KERAS_NEGATION else NEGATED | OUTWEIGHED
         shift = self.num_words
-        codes = scope_codes(text, across=self.rule == KERAS_SCOPES_SPELLING_ACROSS, focus=self.rule in FOCUS_RULES)
+        codes = scope_codes(text, across=self.rule in ACROSS_RULES, focus=self.rule in FOCUS_RULES)
         cut = 0 <= last < len(words)
         if cut:
             words, codes = words[-last:], codes[-last:]

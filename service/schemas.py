@@ -165,7 +165,8 @@ class ModelInfo(BaseModel):
                            "opens a sentence) or `keras_scopes_spelling_focus` (`keras_scopes_spelling` with a "
                            "negation's scope ending at the first word it can negate, its focus) or "
                            "`keras_scopes_spelling_focus_cueless` (also the word that opens a negation read as "
-                           "padding).")
+                           "padding) or `keras_scopes_spelling_focus_across` (negations on their focus and "
+                           "contrasts across sentences).")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None

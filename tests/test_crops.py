@@ -1,14 +1,16 @@
 """Sentence crops (training/crops.py): short training texts cut from reviews, labelled by them, held out with them;
-and the sentences the counterfactual pairs' editors changed, labelled by their edit."""
+the sentences the counterfactual pairs' editors changed, labelled by their edit; and two of those joined by a
+contrast, labelled as the sentence the contrast says."""
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from artifacts.tokenizer import OUTWEIGHED, scope_codes, text_to_words
 from training import presets
 from training.cad import CadPair, CadSet, Review
-from training.crops import edited_sentences, sentence_crops
+from training.crops import contrast_joins, edited_sentences, sentence_crops
 from training.pipeline import Reviews, training_set
 from training.robustness import sentences
 
@@ -120,3 +122,71 @@ def test_edited_sentences_come_beside_the_made_reviews_and_leave_their_count_alo
 def test_edited_sentences_need_the_counterfactual_pairs():
     with pytest.raises(ValueError, match="counterfactual_sentences needs counterfactual_copies"):
         replace(presets.TUNED["bigram_bag"], counterfactual_sentences=1)
+
+
+PRAISE = [Review("The cast is wonderful.", 1), Review("I loved every minute!", 1), Review("A moving, funny story.", 1)]
+COMPLAINTS = [Review("The plot is thin.", 0), Review("It drags badly, sadly.", 0), Review("Dull. Very dull.", 0)]
+
+
+CLAUSES = {"the cast is wonderful": 1, "I loved every minute": 1, "a moving, funny story": 1,
+           "the plot is thin": 0, "it drags badly, sadly": 0}  # "Dull. Very dull." is two sentences: never joined
+
+
+def conceded_and_said(review: Review) -> tuple[str, str, str]:
+    """A join's contrast word, conceded clause and said clause."""
+    text = review.text[0].lower() + review.text[1:-1]
+    if text.startswith("although "):
+        return next(("although", clause, text[len(f"although {clause}, "):]) for clause in CLAUSES
+                    if text.startswith(f"although {clause}, "))
+    conceded, said = text.split(", but ")
+    return "but", conceded, said
+
+
+def test_a_contrast_join_is_labelled_by_the_sentence_the_contrast_says_and_concedes_one_of_the_other_label():
+    joins = contrast_joins(PRAISE + COMPLAINTS, 40)
+    assert len(joins) == 40
+    forms = set()
+    for review in joins:
+        assert review.text.endswith(".") and review.text[0].isupper()
+        form, conceded, said = conceded_and_said(review)
+        assert CLAUSES[said] == review.label and CLAUSES[conceded] == 1 - review.label, review
+        assert form == "but" or "," not in conceded  # after "although" the whole clause is conceded
+        forms.add(form)
+    assert forms == {"but", "although"} and {review.label for review in joins} == {0, 1}
+
+
+def test_the_tokenizer_reads_a_joins_conceded_clause_as_outweighed_and_its_said_clause_as_plain():
+    for review in contrast_joins(PRAISE + COMPLAINTS, 20):
+        form, conceded, said = conceded_and_said(review)
+        codes = scope_codes(review.text, focus=True)
+        conceded_words, said_words = len(text_to_words(conceded)), len(text_to_words(said))
+        if form == "but":  # conceded, "but", said
+            outweighed, plain = codes[:conceded_words], codes[conceded_words + 1:]
+        else:  # "although", conceded, said
+            outweighed, plain = codes[1:1 + conceded_words], codes[1 + conceded_words:]
+        assert len(plain) == said_words
+        assert all(code & OUTWEIGHED for code in outweighed) and not any(code & OUTWEIGHED for code in plain), review
+
+
+def test_joins_are_the_same_on_every_call_and_none_are_made_without_both_labels():
+    assert contrast_joins(PRAISE + COMPLAINTS, 8) == contrast_joins(PRAISE + COMPLAINTS, 8)
+    assert any(contrast_joins(PRAISE + COMPLAINTS, 8, seed=s) != contrast_joins(PRAISE + COMPLAINTS, 8)
+               for s in range(5))
+    assert contrast_joins(PRAISE, 8) == [] and contrast_joins(PRAISE + COMPLAINTS, 0) == []
+
+
+def test_a_preset_with_contrast_joins_fits_on_them_beside_the_pairs_and_records_how_many():
+    pairs = [edit("The cast is big. It was boring throughout.", 0, "The cast is big. It was never boring.")]
+    cad = {"train": CadSet(pairs, []), "dev": CadSet([], [])}
+    reviews = Reviews(train_texts=[LONG[0], LONG[1]], y_train=np.array([1, 0], np.float32),
+                      test_texts=[], test_labels=np.zeros(0, int))
+    config = replace(presets.TUNED["bigram_bag"], counterfactual_copies=1, contrast_joins=6)
+    train = training_set(reviews, config, cad)
+    assert train.extra_texts[:2] == [pairs[0].original.text, pairs[0].edited.text]
+    assert train.extra_texts[2:] == [review.text for review in contrast_joins(edited_sentences(pairs), 6)]
+    assert {"It was boring throughout, but it was never boring.", "It was never boring, but it was boring "
+            "throughout."} >= set(train.extra_texts[2:6:2])
+    assert train.extra_sources.tolist() == [-1] * 8
+    assert train.counterfactual.contrast_joins == 6 and train.counterfactual.edited_sentences is None
+    with pytest.raises(ValueError, match="contrast_joins needs counterfactual_copies"):
+        replace(presets.TUNED["bigram_bag"], contrast_joins=1)

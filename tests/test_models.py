@@ -114,7 +114,8 @@ def test_bag_model_exports_to_onnx_with_parity():
 @pytest.mark.parametrize("rule, blocks", [("keras", 1), ("keras_negation", 2), ("keras_scopes", 4),
                                          ("keras_scopes_spelling", 4), ("keras_scopes_spelling_across", 4),
                                          ("keras_scopes_spelling_focus", 4),
-                                         ("keras_scopes_spelling_focus_cueless", 4)])
+                                         ("keras_scopes_spelling_focus_cueless", 4),
+                                         ("keras_scopes_spelling_focus_across", 4)])
 def test_a_bag_reads_every_id_its_tokenizer_rule_can_write(rule, blocks):
     config = presets.TrainingConfig(family="bag", num_words=1_000, max_len=20, embedding_dim=2, tokenizer=rule,
                                     ngram_orders=(2,), ngram_buckets_log2=6, ngram_dim=2)
@@ -123,6 +124,60 @@ def test_a_bag_reads_every_id_its_tokenizer_rule_can_write(rule, blocks):
     assert model.get_layer("hashed_2grams").num_words == blocks * 1_000  # bigram keys stay exact
     tokens = np.full((1, 20), blocks * 1_000 - 1, dtype=np.int32)
     assert np.isfinite(model.predict(tokens, verbose=0)).all()
+
+
+CONCEDING = presets.TrainingConfig(family="bag", num_words=300, max_len=30, embedding_dim=4, tokenizer="keras_scopes",
+                                   ngram_orders=(2,), ngram_buckets_log2=6, ngram_dim=3, bag_pooling="salience",
+                                   concession_weight=0.25)
+
+
+def test_a_conceded_word_reads_as_the_word_itself_with_the_concession_weight():
+    model = models.build("conceding", CONCEDING)
+    assert {"Conceded", "ConcessionOffset"} <= {layer["type"] for layer in models.describe(model)}  # as metadata has it
+    words = models.keras.Model(model.input, model.get_layer("word_weighted_mean").output)
+    table = model.get_layer("word_embedding").get_weights()[0]
+    plain, conceded = np.zeros((1, 30), np.int32), np.zeros((1, 30), np.int32)
+    plain[0, -2:] = [17, 40]
+    conceded[0, -2:] = [17 + 2 * 300, 40]  # "17, but 40": 17 outweighed
+    conceded_negated = conceded.copy()
+    conceded_negated[0, -2] = 17 + 3 * 300
+    np.testing.assert_allclose(words.predict(plain, verbose=0)[0], (table[17] + table[40]) / 2, atol=1e-6)
+    np.testing.assert_allclose(words.predict(conceded, verbose=0)[0], (0.25 * table[17] + table[40]) / 1.25, atol=1e-6)
+    np.testing.assert_allclose(words.predict(conceded_negated, verbose=0)[0],
+                               (0.25 * table[17 + 300] + table[40]) / 1.25, atol=1e-6)  # negated, then conceded
+
+
+def test_with_its_whole_weight_a_conceded_word_reads_exactly_as_the_word_itself_and_without_one_apart():
+    tokens = np.zeros((1, 30), np.int32)
+    tokens[0, -3:] = [17, 40, 41]
+    conceded = tokens.copy()
+    conceded[0, -3] += 2 * 300
+    whole = models.build("whole", replace(CONCEDING, concession_weight=1.0))
+    np.testing.assert_allclose(whole.predict(conceded, verbose=0), whole.predict(tokens, verbose=0), atol=1e-7)
+    own_rows = models.build("own_rows", replace(CONCEDING, concession_weight=None))
+    assert not np.allclose(own_rows.predict(conceded, verbose=0), own_rows.predict(tokens, verbose=0), atol=1e-7)
+
+
+def test_a_conceding_bag_exports_to_onnx_with_parity():
+    from training import export
+
+    model = models.build("conceding", CONCEDING)
+    rng = np.random.default_rng(0)
+    for layer in ("word_salience", "2gram_salience"):  # saliences that differ, so the weights matter
+        model.get_layer(layer).set_weights([rng.normal(size=model.get_layer(layer).get_weights()[0].shape)])
+    tokens = rng.integers(0, CONCEDING.input_ids, (32, 30), dtype=np.int32)
+    tokens[:8, :20] = 0
+    scores = model.predict(tokens, verbose=0).reshape(-1)
+    assert export.check_parity(export.to_onnx(model, 30), scores, tokens) < 1e-5
+
+
+def test_a_concession_weight_needs_salience_pooling_and_contrast_scopes():
+    with pytest.raises(ValueError, match="needs salience pooling"):
+        replace(CONCEDING, bag_pooling="mean")
+    with pytest.raises(ValueError, match="needs salience pooling"):
+        replace(CONCEDING, tokenizer="keras_negation")
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        replace(CONCEDING, concession_weight=0.0)
 
 
 SCOPED = presets.TrainingConfig(family="bag", num_words=300, max_len=30, embedding_dim=4, tokenizer="keras_scopes",

@@ -17,6 +17,7 @@ from artifacts.tokenizer import (
     KERAS_SCOPES_SPELLING,
     KERAS_SCOPES_SPELLING_ACROSS,
     KERAS_SCOPES_SPELLING_FOCUS,
+    KERAS_SCOPES_SPELLING_FOCUS_ACROSS,
     KERAS_SCOPES_SPELLING_FOCUS_CUELESS,
     NEGATED,
     OOV,
@@ -150,11 +151,6 @@ def test_without_cues_the_word_that_opens_a_negation_reads_as_padding_and_its_fo
     assert list(read.tokens[1, -2:]) == [START, PAD] and list(read.words) == [4, 1] and list(read.known) == [2, 0]
 
 
-def test_a_rule_cannot_read_contrasts_across_sentences_and_negations_on_their_focus():
-    with pytest.raises(ValueError, match="not both"):
-        scope_codes("not good", across=True, focus=True)
-
-
 def test_ids_stay_below_the_id_count():
     assert negating.id_count == 2 * NUM_WORDS and keras_rule.id_count == NUM_WORDS
     tokens = negating.encode_batch(["not " + " ".join(["the film was good and the story great"] * 30)])
@@ -208,3 +204,18 @@ def test_truncation_keeps_the_last_words_with_the_scopes_the_whole_review_gave_t
     assert bool(encoded.truncated[0]) == (len(whole) - 1 > max_len)
     assert encoded.known_words()[0] == np.count_nonzero(np.asarray(expected) > OOV)
 
+
+@given(words_and_marks)
+def test_read_both_across_sentences_and_on_their_focus_contrasts_read_as_across_and_negations_as_focus(text):
+    both = scope_codes(text, across=True, focus=True)
+    assert [code & OUTWEIGHED for code in both] == [code & OUTWEIGHED for code in scope_codes(text, across=True)]
+    assert [code & ~OUTWEIGHED for code in both] == [code & ~OUTWEIGHED for code in scope_codes(text, focus=True)]
+
+
+def test_the_focus_across_rule_reads_never_dull_negated_and_the_sentence_before_a_however_outweighed():
+    both = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS_ACROSS)
+    assert both.spells and both.id_count == 4 * NUM_WORDS
+    plain = keras_rule.encode("great; however, never dull")
+    assert both.encode("great; however, never dull") == [START, plain[1] + 2 * NUM_WORDS, plain[2], plain[3],
+                                                         plain[4] + NUM_WORDS]
+    assert focus_rule.encode("great; however, never dull")[1] == plain[1]  # focus alone: "great" plain

@@ -127,6 +127,17 @@ def test_every_second_negation_counts_only_negatable_words_and_keeps_a_word_an_i
         "not Great and fun film, not loved it.", 0)
 
 
+def test_read_on_its_focus_an_inserted_not_negates_only_the_word_it_stands_before():
+    lexicon = {1: {"great": "awful", "loved": "hated", "fun": "dull"}, 0: {}}
+    review = Review("Great and fun film, loved it.", 1)
+    # on the focus rules, "fun" after "not Great and" reads plain: it is swapped, so the made review reads negative
+    assert flipped(review, lexicon, negate_every=2, focus=True) == Review("not Great and dull film, not loved it.", 0)
+    # a negation's focus is replaced; a word past it, which the clause rule would read negated too, is negated
+    review = Review("Not great and fun, loved it.", 1)
+    assert flipped(review, lexicon, negate_every=1, focus=True) == Review("Not awful and not fun, not loved it.", 0)
+    assert flipped(review, lexicon, negate_every=1) == Review("Not awful and dull, not loved it.", 0)
+
+
 def test_the_made_negations_options_put_negated_words_in_the_training_set_as_they_say():
     from training.cad import CadSet
     from training.pipeline import Reviews, training_set

@@ -13,6 +13,12 @@ Each crop keeps the index of its review, so a crop of a held-out review is held 
 The sentences the editors of the counterfactual pairs changed (``edited_sentences``) are short texts whose label
 is not noise: a sentence rewritten to flip a review carries the review's sentiment before the edit and the other
 after it ("The film was never boring." from "The film was boring throughout."), in the editors' words.
+
+Joined by a contrast (``contrast_joins``), two such sentences of opposite labels make a text whose label English
+gives to its second part: "The plot is thin, but the cast is wonderful" is positive, "Although the cast is
+wonderful, the plot is thin" negative. IMDB's reviews do not teach this: in a long review the words before a "but"
+say as much about its label as the words after it, so the rows a contrast outweighs (``artifacts/tokenizer.py``
+``OUTWEIGHED``) learn to pull as hard as the plain ones.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from training.robustness import sentences
 CROP_SENTENCES = (1, 2)
 CROP_SENTENCE_WEIGHTS = (2 / 3, 1 / 3)
 CROP_SEED = 20_161  # crops do not depend on the training seed: every run of a preset fits the same reviews
+JOIN_SEED = 20_162  # nor do contrast joins
+# The two ways of joining, the conceded sentence first and last: "A, but B" and "Although A, B", labelled as B.
+JOIN_BUT, JOIN_ALTHOUGH = "{conceded}, but {said}", "Although {conceded}, {said}"
 
 
 def sentence_crops(texts: Sequence[str], labels: Sequence[float], per_review: int, seed: int = CROP_SEED
@@ -79,3 +88,39 @@ def edited_sentences(pairs: Sequence[CadPair]) -> list[Review]:
                 if new:
                     found.append(Review(new, pair.edited.label))
     return found
+
+
+def _one_clause(text: str) -> str | None:
+    """``text`` as the clause of a joined text: one sentence, its end mark left out and its first letter
+    lower-cased unless its word is "I" or an acronym; None when it has more than one sentence."""
+    parts = sentences(text)
+    if len(parts) != 1:
+        return None
+    clause = parts[0].rstrip(".!?;: ")
+    first = clause.split(maxsplit=1)[0] if clause else ""
+    if not first or first == "I" or first.startswith("I'") or (len(first) > 1 and first.isupper()):
+        return clause
+    return clause[0].lower() + clause[1:]
+
+
+def contrast_joins(sentences_: Sequence[Review], count: int, seed: int = JOIN_SEED) -> list[Review]:
+    """``count`` texts, each two of ``sentences_`` of opposite labels joined by a contrast and labelled by the one
+    the contrast says: alternately ``JOIN_BUT`` ("A, but B") and ``JOIN_ALTHOUGH`` ("Although A, B"), the said
+    sentence drawn at random, the conceded one at random among those of the other label. Only one-sentence texts
+    are joined, and after "although" only those without a comma, whose whole clause the tokenizer then reads as
+    conceded. Empty when either label has no such sentence."""
+    clauses = [(clause, review.label) for review in sentences_ if (clause := _one_clause(review.text))]
+    conceded = {(label, template): [clause for clause, other in clauses
+                                    if other == label and (template == JOIN_BUT or "," not in clause)]
+                for label in (0, 1) for template in (JOIN_BUT, JOIN_ALTHOUGH)}
+    if count < 1 or not all(conceded.values()):
+        return []
+    rng = np.random.default_rng(seed)
+    joined: list[Review] = []
+    for number in range(count):
+        said, label = clauses[int(rng.integers(len(clauses)))]
+        template = (JOIN_BUT, JOIN_ALTHOUGH)[number % 2]
+        choices = conceded[1 - label, template]
+        text = template.format(conceded=choices[int(rng.integers(len(choices)))], said=said)
+        joined.append(Review(text[0].upper() + text[1:] + ".", label))
+    return joined

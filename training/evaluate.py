@@ -402,11 +402,16 @@ def robust_exploration_section(experiments: dict) -> list[str]:
         crops = str(config.get("sentence_crops", 0))
         if config.get("counterfactual_sentences"):
             crops += f", edited sentences ×{config['counterfactual_sentences']}"
+        if config.get("contrast_joins"):
+            crops += f", contrast joins {config['contrast_joins']:,}"
         snippet = f"{run['val_snippets']:.4f}" if "val_snippets" in run else "-"
         score = f"{run['choice_score']:.4f}" + ("" if "val_snippets" in run else " (of two)")
         seeds = [run["seed"], *map(int, run.get("other_seeds", {}))]
         mean = f"{variant_score(run):.4f} (seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else "-"
-        lines.append(f"| `{name}` | {config['tokenizer']} | {config.get('bag_pooling', 'mean')} "
+        pooling = config.get("bag_pooling", "mean")
+        if config.get("concession_weight") is not None:
+            pooling += f", conceded ×{config['concession_weight']:g}"
+        lines.append(f"| `{name}` | {config['tokenizer']} | {pooling} "
                      f"| {config.get('counterfactual_copies', 0)} | {made} "
                      f"| {crops} | {'yes' if config.get('scope_prior') else 'no'} "
                      f"| {config.get('term_l1', 0.0):g} "

@@ -46,6 +46,7 @@ SPELLING = {"tokenizer": "keras_scopes_spelling"}
 ACROSS = {"tokenizer": "keras_scopes_spelling_across"}
 FOCUS = {"tokenizer": "keras_scopes_spelling_focus"}
 FOCUS_CUELESS = {"tokenizer": "keras_scopes_spelling_focus_cueless"}
+FOCUS_ACROSS = {"tokenizer": "keras_scopes_spelling_focus_across"}
 MADE3 = {"counterfactual_copies": 5, "made_counterfactuals": True, "made_min_share": 0.03, "epochs": 12}
 
 # The variants run for the robust preset (models/robust_experiments.json). Earlier scratch runs (not recorded
@@ -113,6 +114,37 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     # so that a negation is read on its focus alone and "nothing" has no row of its own that says "negative review".
     # Behind round six's variant on both seeds (mean 0.8387 against 0.8410).
     "bag_focus_cueless_cad5_made3_salience": replace(BAG, **FOCUS_CUELESS, **MADE3, bag_pooling="salience"),
+    # Round eight, for contrasts ("The music was awful, but the movie was good"): the rows a contrast outweighs pull
+    # as hard as plain ones ("bad" outweighed -21.0, plain -22.7), since in IMDB's long reviews the words before a
+    # "but" say as much as those after it. Round six's variant with 4,000 texts that join two sentences the editors
+    # changed, of opposite labels, by a contrast (training/crops.py contrast_joins), labelled as English reads them.
+    # Behind round six's variant on both seeds (mean 0.8387 against 0.8410): the validation snippets lose.
+    "bag_focus_cad5_made3_salience_joins": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience",
+                                                   contrast_joins=4000),
+    # ... and the same with a contrast that opens a sentence outweighing the sentence before it, as round four's rule
+    # read it ("The plot was dull; however, the film is good"), beside negations read on their focus
+    # (keras_scopes_spelling_focus_across). Further behind (mean 0.8349).
+    "bag_focus_across_cad5_made3_salience_joins": replace(BAG, **FOCUS_ACROSS, **MADE3, bag_pooling="salience",
+                                                          contrast_joins=4000),
+    # Round nine, for the word that opens a negation ("nothing", "not", "wasn't"), which IMDB reads as a sign of a
+    # negative review: round four's negated made reviews again ("boring" -> "not boring", made_negations="copies"),
+    # with an inserted "not" negating only the word it stands before, as the focus rule reads it. Positive made
+    # reviews then hold as many negations as negative ones. Behind round six's variant on both seeds (mean 0.8400).
+    "bag_focus_cad5_made3_salience_negations": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience",
+                                                       made_negations="copies"),
+    # Round ten, for contrasts again, in the model instead of the data: a word a contrast outweighs read as the word
+    # itself with a fraction of its weight (training/models.py Conceded, ConcessionOffset; a prior from English, "A, but
+    # B" reads mostly as B) instead of rows of its own that IMDB teaches to pull as hard. A quarter first (mean 0.8425
+    # over two seeds against round six's 0.8410), then a tenth, half and the whole weight on seed 1337 (0.8418, 0.8455,
+    # 0.8391 against a quarter's 0.8440) and half on seed 1: half, mean 0.8432, is the robust_bag preset since.
+    "bag_focus_cad5_made3_salience_conceded": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience",
+                                                      concession_weight=0.25),
+    "bag_focus_cad5_made3_salience_conceded_0.1": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience",
+                                                          concession_weight=0.1),
+    "bag_focus_cad5_made3_salience_conceded_0.5": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience",
+                                                          concession_weight=0.5),
+    "bag_focus_cad5_made3_salience_conceded_1": replace(BAG, **FOCUS, **MADE3, bag_pooling="salience",
+                                                        concession_weight=1.0),
 }
 
 log = logging.getLogger("training.explore_robust")

@@ -7,7 +7,8 @@ With the course presets they are exactly the course models:
 
 The "bag" family (fastText-style averaged word and hashed n-gram embeddings) was added by the
 exploration for the course's "Your turn" question; ``bag_pooling="salience"`` weighs the embeddings by a learned
-salience per id instead of averaging them (issue #16, ``robust_bag``).
+salience per id instead of averaging them (issue #16, ``robust_bag``), and ``concession_weight`` reads a word a contrast
+outweighs as the word itself at that fraction of its weight (``Conceded``, ``ConcessionOffset``).
 
 Every model ends in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)``
 while it trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that
@@ -109,23 +110,64 @@ class WeightedMean(layers.Layer):
         return keras.ops.sum(embedded * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1e-9)
 
 
-def pooled(embedded, ids, config: TrainingConfig, table_rows: int, name: str):
+def pooled(embedded, ids, config: TrainingConfig, table_rows: int, name: str, offset=None):
     """The review's embedding: ``MaskedMean`` or, with ``bag_pooling="salience"``, ``WeightedMean`` with one
-    learned salience per id (starting at 0: a plain mean)."""
+    learned salience per id (starting at 0: a plain mean), plus ``offset`` (``ConcessionOffset``'s) where given."""
     if config.bag_pooling == "mean":
         return MaskedMean(config.term_l1, name=f"{name}_mean")([embedded, ids])
     salience = layers.Embedding(table_rows, 1, embeddings_initializer="zeros", name=f"{name}_salience")(ids)
+    if offset is not None:
+        salience = layers.Add(name=f"{name}_conceded_salience")([salience, offset])
     return WeightedMean(name=f"{name}_weighted_mean")([embedded, ids, salience])
 
 
-def ngram_means(tokens, config: TrainingConfig) -> list:
-    """One averaged n-gram embedding per order in ``config.ngram_orders``."""
+class Conceded(layers.Layer):
+    """Ids of a scoped tokenizer rule -> the same ids with a word that a contrast outweighs read as the word itself
+    (blocks 2 and 3, outweighed and outweighed-negated, as blocks 0 and 1). ``ConcessionOffset`` gives the weight
+    such a word then has."""
+
+    def __init__(self, num_words: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_words = num_words
+
+    def call(self, ids):
+        return keras.ops.where(ids >= 2 * self.num_words, ids - 2 * self.num_words, ids)
+
+    def get_config(self):
+        return {**super().get_config(), "num_words": self.num_words}
+
+
+class ConcessionOffset(layers.Layer):
+    """Ids of a scoped tokenizer rule -> a salience offset per position, ``log(weight)`` where a contrast outweighs
+    the word, else 0: with ``WeightedMean`` and ``Conceded``, a conceded word says what it says elsewhere with
+    ``weight`` times its weight. "A, but B" then reads mostly as B, as English reads it, which IMDB does not teach a
+    row of its own (the outweighed row of "bad" learned to pull -21.0 against -22.7 for the plain one). The weight
+    is a prior, not learned: learned, IMDB's long reviews would take it back to 1."""
+
+    def __init__(self, num_words: int, weight: float, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < weight <= 1:
+            raise ValueError(f"a conceded word's weight must be in (0, 1], got {weight}")
+        self.num_words, self.weight = num_words, weight
+
+    def call(self, ids):
+        offset = keras.ops.where(ids >= 2 * self.num_words, np.float32(np.log(self.weight)), np.float32(0.0))
+        return keras.ops.expand_dims(offset, -1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_words": self.num_words, "weight": self.weight}
+
+
+def ngram_means(tokens, config: TrainingConfig, offset=None) -> list:
+    """One averaged n-gram embedding per order in ``config.ngram_orders``; with ``offset`` (``ConcessionOffset``'s, per
+    position), each n-gram weighed as its first word."""
     means = []
     for n in config.ngram_orders:
         ids = HashedNgrams(n, config.ngram_buckets_log2, config.input_ids, name=f"hashed_{n}grams")(tokens)
         rows = 2**config.ngram_buckets_log2 + 1
         embedded = layers.Embedding(rows, config.ngram_dim, name=f"{n}gram_embedding")(ids)
-        means.append(pooled(embedded, ids, config, rows, f"{n}gram"))
+        first_words = None if offset is None else offset[:, :config.max_len - n + 1]
+        means.append(pooled(embedded, ids, config, rows, f"{n}gram", first_words))
     return means
 
 
@@ -204,13 +246,17 @@ class ScopedEmbedding(layers.Layer):
 
 def bag_features(tokens, config: TrainingConfig):
     """fastText-style: averaged word embeddings beside averaged hashed n-gram embeddings."""
+    offset = None
+    if config.concession_weight is not None:
+        offset = ConcessionOffset(config.num_words, config.concession_weight, name="concession_offset")(tokens)
+        tokens = Conceded(config.num_words, name="conceded")(tokens)
     if config.scope_prior:
         words = ScopedEmbedding(config.num_words, config.input_ids // config.num_words, config.embedding_dim,
                                 config.scope_residual_l2, name="word_embedding")(tokens)
     else:
         words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
-    return layers.Concatenate()([pooled(words, tokens, config, config.input_ids, "word"),
-                                 *ngram_means(tokens, config)])
+    return layers.Concatenate()([pooled(words, tokens, config, config.input_ids, "word", offset),
+                                 *ngram_means(tokens, config, offset)])
 
 
 def folded(model: keras.Model, name: str, config: TrainingConfig) -> keras.Model:

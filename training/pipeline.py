@@ -44,11 +44,11 @@ from artifacts.metadata import (
     read_metadata,
     write_metadata,
 )
-from artifacts.tokenizer import Tokenizer, text_to_words
+from artifacts.tokenizer import FOCUS_RULES, Tokenizer, text_to_words
 from artifacts.vocabulary import file_sha256, load_word_index, save_word_index, vocabulary_subset
 from training import presets, robustness
 from training.cad import CadSet, Review, counterfactual_folder, flipped, load_cad, substitutions
-from training.crops import edited_sentences, sentence_crops
+from training.crops import contrast_joins, edited_sentences, sentence_crops
 from training.data import (
     MD5,
     OFFICIAL_ARCHIVE,
@@ -111,9 +111,9 @@ class TrainingSet:
 def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str, CadSet] | None) -> TrainingSet:
     """The preset's training reviews. With counterfactual copies, the pairs' originals leave the IMDB part: the
     dev ones are never trained on (the dev pairs then measure unseen reviews) and the training ones come back
-    with their edited copies (and, with ``counterfactual_sentences``, the sentences their editors changed), on the
-    fitting side only, so no review is both fitted and validated on. Sentence crops of the IMDB part
-    (``training/crops.py``) join the fitting side too."""
+    with their edited copies (and, with ``counterfactual_sentences``, the sentences their editors changed; with
+    ``contrast_joins``, two of those sentences joined by a contrast), on the fitting side only, so no review is both
+    fitted and validated on. Sentence crops of the IMDB part (``training/crops.py``) join the fitting side too."""
     texts, labels = reviews.train_texts, reviews.y_train
     extra: list[tuple[Review, int]] = []
     record = None
@@ -131,22 +131,29 @@ def training_set(reviews: Reviews, config: presets.TrainingConfig, cad: dict[str
             reviews_made_from = [(Review(text, int(label)), i)
                                  for i, (text, label) in enumerate(zip(texts, labels, strict=True))]
             alternate = 2 if config.made_negations == "alternate" else 0
-            made = [(flipped(review, lexicon, config.made_min_share, negate_every=alternate), i)
+            focus = config.tokenizer in FOCUS_RULES  # an inserted "not" negates what the model will read it negate
+            made = [(flipped(review, lexicon, config.made_min_share, negate_every=alternate, focus=focus), i)
                     for review, i in reviews_made_from]
             if config.made_negations in ("copies", "complaint_copies"):  # and beside them, negated copies
-                made += [(flipped(review, lexicon, config.made_min_share, negate_every=1), i)
+                made += [(flipped(review, lexicon, config.made_min_share, negate_every=1, focus=focus), i)
                          for review, i in reviews_made_from
                          if config.made_negations == "copies" or review.label == 0]
             extra += [(review, i) for review, i in made if review is not None]
         made_reviews = sum(source >= 0 for _, source in extra) if config.made_counterfactuals else None
-        changed = edited_sentences(pairs) if config.counterfactual_sentences else None
-        if changed is not None:
+        changed = edited_sentences(pairs) if config.counterfactual_sentences or config.contrast_joins else None
+        if changed is not None and config.counterfactual_sentences:
             extra += [(review, -1) for review in changed] * config.counterfactual_sentences
             log.info("%d sentences the editors changed, %d times each", len(changed), config.counterfactual_sentences)
+        joins = contrast_joins(changed, config.contrast_joins) if config.contrast_joins else None
+        if joins is not None:
+            extra += [(review, -1) for review in joins]
+            log.info("%d texts joining two of the %d sentences the editors changed by a contrast", len(joins),
+                     len(changed))
         record = Counterfactual(copies=config.counterfactual_copies, train_pairs=len(pairs),
                                 left_out_originals=len(reviews.train_texts) - len(kept),
                                 skipped_pairs=cad["train"].skipped, made_reviews=made_reviews,
-                                edited_sentences=None if changed is None else len(changed))
+                                edited_sentences=len(changed) if config.counterfactual_sentences else None,
+                                contrast_joins=None if joins is None else len(joins))
     if config.sentence_crops:
         crop_texts, crop_labels, crop_sources = sentence_crops(texts, labels, config.sentence_crops)
         extra += [(Review(text, int(label)), int(source))
