@@ -129,7 +129,9 @@ PARAGRAPH_BREAK = "br"  # the word the Keras rule reads in IMDB's "<br />"
 _SCOPE_WORDS = NEGATORS | SCOPE_ENDERS | CONTRAST_AFTER | CONTRAST_BEFORE | _PUNCTUATION
 _SCOPE_WORDS_ACROSS = _SCOPE_WORDS | {PARAGRAPH_BREAK}  # across sentences, a paragraph break matters too
 _SCOPE_WORDS_FOCUS = _SCOPE_WORDS | {FOCUS_GOES_ON}
-_SCOPE_WORDS_BOTH = _SCOPE_WORDS_ACROSS | _SCOPE_WORDS_FOCUS
+# The words scope_codes stops at, by (across, focus).
+_SCOPE_WORDS_READ = {(False, False): _SCOPE_WORDS, (True, False): _SCOPE_WORDS_ACROSS,
+                     (False, True): _SCOPE_WORDS_FOCUS, (True, True): _SCOPE_WORDS_ACROSS | _SCOPE_WORDS_FOCUS}
 
 
 def negator(word: str) -> bool:
@@ -153,8 +155,7 @@ def scope_codes(text: str, across: bool = False, focus: bool = False) -> list[in
     since_contrast = 0  # where the words a CONTRAST_AFTER word outweighs begin
     sentence_start = previous_since = 0  # where this sentence begins; since_contrast when the one before ended
     focus_read = -1  # with focus: how many words there were when a negation's scope last ended at its focus
-    scope_words = ((_SCOPE_WORDS_BOTH if focus else _SCOPE_WORDS_ACROSS) if across
-                   else _SCOPE_WORDS_FOCUS if focus else _SCOPE_WORDS)
+    scope_words = _SCOPE_WORDS_READ[bool(across), bool(focus)]
     for token in _WORDS_AND_MARKS.findall(text.lower()):
         if token not in scope_words and token[-3:] != "n't":  # most words: no scope begins or ends
             append(code)
@@ -198,9 +199,10 @@ def scope_codes(text: str, across: bool = False, focus: bool = False) -> list[in
     return codes
 
 
-def negation_scopes(text: str) -> list[bool]:
-    """For each word of ``text_to_words(text)``, whether it stands inside a negation's scope."""
-    return [bool(code & NEGATED) for code in scope_codes(text)]
+def negation_scopes(text: str, focus: bool = False) -> list[bool]:
+    """For each word of ``text_to_words(text)``, whether it stands inside a negation's scope (with ``focus``, as
+    the focus rules read it)."""
+    return [bool(code & NEGATED) for code in scope_codes(text, focus=focus)]
 
 
 def contrast_scopes(text: str) -> list[bool]:

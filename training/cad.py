@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from artifacts.tokenizer import NEGATED, negation_scopes, negator, scope_codes, text_to_words, words_with_offsets
+from artifacts.tokenizer import negation_scopes, negator, text_to_words, words_with_offsets
 from training.data import CAD_FOLDER, DataError, data_dir
 from training.data import CAD_SPLIT_FILES as SPLIT_FILES
 
@@ -134,11 +134,6 @@ def substitutions(pairs: list[CadPair]) -> dict[int, dict[str, str]]:
     return lexicon
 
 
-def _focus_scopes(text: str) -> list[bool]:
-    """For each word of ``text_to_words(text)``, whether a negation read on its focus negates it."""
-    return [bool(code & NEGATED) for code in scope_codes(text, focus=True)]
-
-
 def flipped(review: Review, lexicon: dict[int, dict[str, str]], min_share: float = 0.0,
             negate_every: int = 0, focus: bool = False) -> Review | None:
     """The review with every word of its label's substitutions replaced (the text around the words kept, so
@@ -159,8 +154,7 @@ def flipped(review: Review, lexicon: dict[int, dict[str, str]], min_share: float
     replacements = lexicon[review.label]
     pieces, last, made, negatable = [], 0, 0, 0
     words = words_with_offsets(review.text)
-    scopes = _focus_scopes if focus else negation_scopes
-    negated = scopes(review.text) if negate_every else [True] * len(words)
+    negated = negation_scopes(review.text, focus) if negate_every else [True] * len(words)
     for (word, start, end), in_scope in zip(words, negated, strict=True):
         replacement = replacements.get(word)
         if replacement is None:
@@ -168,7 +162,7 @@ def flipped(review: Review, lexicon: dict[int, dict[str, str]], min_share: float
         if not in_scope and not negator(word) and not negator(replacement):
             if negatable % negate_every == 0:
                 replacement = f"not {review.text[start:end]}"
-            elif scopes("".join([*pieces, review.text[last:end]]))[-1]:  # after an inserted "not"
+            elif negation_scopes("".join([*pieces, review.text[last:end]]), focus)[-1]:  # after an inserted "not"
                 replacement = review.text[start:end]
             negatable += 1
         pieces += [review.text[last:start], replacement]

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from artifacts.tokenizer import OUTWEIGHED
 from training.presets import TrainingConfig
 
 RECURRENT = {
@@ -121,6 +122,12 @@ def pooled(embedded, ids, config: TrainingConfig, table_rows: int, name: str, of
     return WeightedMean(name=f"{name}_weighted_mean")([embedded, ids, salience])
 
 
+def outweighed(ids, num_words: int):
+    """Where a scoped tokenizer rule's ids stand for a word a contrast outweighs: its blocks ``OUTWEIGHED`` and
+    ``OUTWEIGHED | NEGATED`` (``artifacts/tokenizer.py``), the ids from ``OUTWEIGHED * num_words`` on."""
+    return ids >= OUTWEIGHED * num_words
+
+
 class Conceded(layers.Layer):
     """Ids of a scoped tokenizer rule -> the same ids with a word that a contrast outweighs read as the word itself
     (blocks 2 and 3, outweighed and outweighed-negated, as blocks 0 and 1). ``ConcessionOffset`` gives the weight
@@ -131,7 +138,7 @@ class Conceded(layers.Layer):
         self.num_words = num_words
 
     def call(self, ids):
-        return keras.ops.where(ids >= 2 * self.num_words, ids - 2 * self.num_words, ids)
+        return keras.ops.where(outweighed(ids, self.num_words), ids - OUTWEIGHED * self.num_words, ids)
 
     def get_config(self):
         return {**super().get_config(), "num_words": self.num_words}
@@ -145,13 +152,11 @@ class ConcessionOffset(layers.Layer):
     is a prior, not learned: learned, IMDB's long reviews would take it back to 1."""
 
     def __init__(self, num_words: int, weight: float, **kwargs):
-        super().__init__(**kwargs)
-        if not 0 < weight <= 1:
-            raise ValueError(f"a conceded word's weight must be in (0, 1], got {weight}")
+        super().__init__(**kwargs)  # the weight is checked where it is set: TrainingConfig
         self.num_words, self.weight = num_words, weight
 
     def call(self, ids):
-        offset = keras.ops.where(ids >= 2 * self.num_words, np.float32(np.log(self.weight)), np.float32(0.0))
+        offset = keras.ops.where(outweighed(ids, self.num_words), np.float32(np.log(self.weight)), np.float32(0.0))
         return keras.ops.expand_dims(offset, -1)
 
     def get_config(self):
