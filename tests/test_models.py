@@ -316,6 +316,20 @@ def test_a_variant_run_with_more_seeds_is_judged_by_the_mean_of_its_seeds_scores
     assert variant_score({"choice_score": 0.8, "other_seeds": {"1": {"choice_score": 0.7}}}) == pytest.approx(0.75)
 
 
+def test_a_second_seed_of_a_variant_without_a_first_run_is_refused_before_anything_is_read_or_trained(
+        tmp_path, monkeypatch, capsys):
+    from training import explore_robust
+
+    monkeypatch.setenv("IMDB_DATA_DIR", str(tmp_path / "no-data-here"))  # reading the data would fail differently
+    name = next(iter(explore_robust.CANDIDATES))
+    out = tmp_path / "experiments.json"
+    out.write_text(json.dumps({"some_other_variant": {}}))
+    assert explore_robust.main(["--only", name, "--seed", "7", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: run {name} with its own seed first") and "\n" == error[-1]
+    assert json.loads(out.read_text()) == {"some_other_variant": {}}
+
+
 def test_the_robust_preset_is_the_explored_variant_with_the_best_validation_dev_edited_and_snippet_mean():
     from training.explore_robust import CANDIDATES, choice_score, variant_score
 
