@@ -15,8 +15,9 @@ accuracy, the three kinds of review the product must read well. (The first varia
 ``bag_scopes_cad5_made3``, their winner, was run again to record its snippet figure, and reproduced the shipped run's
 epoch and validation accuracy exactly.) A variant run with more seeds (``--seed``: the same variant with another
 weight initialisation, shuffle and validation split; the figures under ``other_seeds``) is judged by the mean of its
-seeds' scores (``variant_score``): round four's two best were 0.0016 apart on one seed each. Two runs were stopped by
-hand once behind for three epochs; their records say so and were rebuilt from the run's log.
+seeds' scores (``variant_score``): round four's two best were 0.0016 apart on one seed each. A variant's other
+seeds run after its first one is recorded in ``--out`` (refused before anything is read otherwise). Two runs were
+stopped by hand once behind for three epochs; their records say so and were rebuilt from the run's log.
 """
 
 from __future__ import annotations
