@@ -103,12 +103,12 @@ def test_a_lone_request_does_not_wait_for_max_wait():
 def test_gathering_stops_at_max_wait_while_requests_keep_arriving():
     async def scenario():
         model = RecordingModel()
-        batcher = Batcher(model, max_batch_size=10_000, max_wait=0.05)
-        stop = time.perf_counter() + 0.5
+        batcher = Batcher(model, max_batch_size=10**9, max_wait=0.05)  # only max_wait can end a batch here
+        give_up = time.perf_counter() + 10
 
-        async def trickle():  # a new request at every turn of the loop: the queue never stays empty
+        async def trickle():  # a new request at every turn of the loop, until the model has been called 3 times
             tasks = []
-            while time.perf_counter() < stop:
+            while len(model.batches) < 3 and time.perf_counter() < give_up:
                 tasks.append(asyncio.create_task(batcher.predict(rows(1))))
                 await asyncio.sleep(0)
             await asyncio.gather(*tasks)
@@ -118,8 +118,9 @@ def test_gathering_stops_at_max_wait_while_requests_keep_arriving():
         await batcher.close()
         return model, sent
 
-    # Before the gathering loop looked at max_wait while requests kept arriving, a busy CI run cut 0.5 s of this
-    # stream into two batches of 3,466 and 7,465 rows.
+    # A batcher that waits for a gap in the stream would gather all of it into one batch, ended by the 10 s give-up.
+    # (The stream used to last a fixed 0.5 s: a busy CI run, whose executor thread took a while to be scheduled,
+    # cut that into two batches, of 2,627 and 2,489 rows, and failed a check of three.)
     model, sent = run(scenario())
     assert sum(len(batch) for batch in model.batches) == sent
     assert len(model.batches) >= 3  # a continuous stream is cut into several batches by max_wait

@@ -152,6 +152,14 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     # variant on both seeds (0.8421 and 0.8381, mean 0.8401 against 0.8432): dev edited accuracy loses on both.
     "bag_focus_cueless_cad5_made3_salience_conceded_0.5": replace(BAG, **FOCUS_CUELESS, **MADE3,
                                                                   bag_pooling="salience", concession_weight=0.5),
+    # Round twelve, for contrasts that open a sentence ("The plot was dull; however, the film is good", "The cast is
+    # great. But the film is dull"): round ten's shipped variant with such a contrast outweighing the sentence before
+    # it (keras_scopes_spelling_focus_across), which the conceded weight then reads at half. In round eight the across
+    # rule went with contrast joins, whose rows of their own it taught; here the conceded words share the plain rows.
+    # Ahead of round ten's variant on the mean of both seeds (0.8450 and 0.8436, mean 0.8443 against 0.8432; behind
+    # on seed 1337 by 0.0005, ahead on seed 1 by 0.0027): the robust_bag preset since.
+    "bag_focus_across_cad5_made3_salience_conceded_0.5": replace(BAG, **FOCUS_ACROSS, **MADE3,
+                                                                 bag_pooling="salience", concession_weight=0.5),
 }
 
 log = logging.getLogger("training.explore_robust")
