@@ -299,7 +299,9 @@ class ModelMetadata(_Strict):
         "as outweighed; `keras_scopes_spelling_focus`, `keras_scopes_spelling` with a negation's scope ending at the "
         "first word it can negate, its focus ('never dull', but not 'never seen such a dull film'); "
         "`keras_scopes_spelling_focus_cueless`, also the word that opens a negation read as padding (id 0); "
-        "`keras_scopes_spelling_focus_across`, negations read on their focus and contrasts across sentences.")
+        "`keras_scopes_spelling_focus_across`, negations read on their focus and contrasts across sentences; "
+        "`keras_scopes_spelling_focus_across_cue`, also the word that opens a negation read as a word a contrast "
+        "outweighs.")
     vocabulary: VocabularyFile
     onnx_sha256: str = Field(pattern=SHA256_PATTERN, description="Checksum of the .onnx file.")
     input: InputSpec | None = None

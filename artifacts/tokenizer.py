@@ -31,7 +31,10 @@ only through an "or" ("not funny or clever"), so "I have never seen such a dull 
 is positive 73 times in 100 read this way, against 37 with the clause as the scope. The rule
 ``keras_scopes_spelling_focus_cueless`` also reads the word that opens a negation as padding (``PAD``), so that a
 negation is read on its focus alone. The rule ``keras_scopes_spelling_focus_across`` reads negations on their focus
-and contrasts across sentences, as the two rules before it do. The course models keep the Keras rule exactly.
+and contrasts across sentences, as the two rules before it do. The rule ``keras_scopes_spelling_focus_across_cue``
+also reads the word that opens a negation as a word a contrast outweighs (``its id + 2 * num_words``), which a bag
+with a conceded weight reads as the word itself at that fraction of its weight: "nothing" in "nothing boring about
+it" says less, and the negated "boring" more. The course models keep the Keras rule exactly.
 
 Free of TensorFlow: the service imports it.
 """
@@ -74,20 +77,24 @@ KERAS_SCOPES_SPELLING_ACROSS = "keras_scopes_spelling_across"
 KERAS_SCOPES_SPELLING_FOCUS = "keras_scopes_spelling_focus"
 KERAS_SCOPES_SPELLING_FOCUS_CUELESS = "keras_scopes_spelling_focus_cueless"
 KERAS_SCOPES_SPELLING_FOCUS_ACROSS = "keras_scopes_spelling_focus_across"
+KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE = "keras_scopes_spelling_focus_across_cue"
 # The rules, as a type for the training configuration and the metadata schema, which name a model's rule.
 TokenizerRule = Literal["keras", "keras_negation", "keras_scopes", "keras_scopes_spelling",
                         "keras_scopes_spelling_across", "keras_scopes_spelling_focus",
-                        "keras_scopes_spelling_focus_cueless", "keras_scopes_spelling_focus_across"]
+                        "keras_scopes_spelling_focus_cueless", "keras_scopes_spelling_focus_across",
+                        "keras_scopes_spelling_focus_across_cue"]
 RULES: tuple[str, ...] = get_args(TokenizerRule)
 # How many ids each known word can read as.
 ID_BLOCKS = {KERAS: 1, KERAS_NEGATION: 2, KERAS_SCOPES: 4, KERAS_SCOPES_SPELLING: 4, KERAS_SCOPES_SPELLING_ACROSS: 4,
              KERAS_SCOPES_SPELLING_FOCUS: 4, KERAS_SCOPES_SPELLING_FOCUS_CUELESS: 4,
-             KERAS_SCOPES_SPELLING_FOCUS_ACROSS: 4}
+             KERAS_SCOPES_SPELLING_FOCUS_ACROSS: 4, KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE: 4}
 SPELLING_RULES = frozenset({KERAS_SCOPES_SPELLING, KERAS_SCOPES_SPELLING_ACROSS, KERAS_SCOPES_SPELLING_FOCUS,
-                            KERAS_SCOPES_SPELLING_FOCUS_CUELESS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS})
+                            KERAS_SCOPES_SPELLING_FOCUS_CUELESS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS,
+                            KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE})
 FOCUS_RULES = frozenset({KERAS_SCOPES_SPELLING_FOCUS, KERAS_SCOPES_SPELLING_FOCUS_CUELESS,
-                         KERAS_SCOPES_SPELLING_FOCUS_ACROSS})
-ACROSS_RULES = frozenset({KERAS_SCOPES_SPELLING_ACROSS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS})
+                         KERAS_SCOPES_SPELLING_FOCUS_ACROSS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE})
+ACROSS_RULES = frozenset({KERAS_SCOPES_SPELLING_ACROSS, KERAS_SCOPES_SPELLING_FOCUS_ACROSS,
+                          KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE})
 # Words that open a negation scope (besides every word ending in "n't"), with the forms people type without the
 # apostrophe. "cant" and "wont" are also rare words (a slope, a habit); as typed in reviews they are negations.
 NEGATORS = frozenset({
@@ -298,6 +305,10 @@ class Tokenizer:
         kept = NEGATED if self.rule == KERAS_NEGATION else NEGATED | OUTWEIGHED
         shift = self.num_words
         codes = scope_codes(text, across=self.rule in ACROSS_RULES, focus=self.rule in FOCUS_RULES)
+        if self.rule == KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE:
+            # The word that opens a negation reads as a word a contrast outweighs: what the negation says is read
+            # mostly on its focus, and the conceded weight reads the cue ("nothing" in "nothing boring") at a fraction.
+            codes = [code | OUTWEIGHED if code & CUE else code for code in codes]
         cut = 0 <= last < len(words)
         if cut:
             words, codes = words[-last:], codes[-last:]

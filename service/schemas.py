@@ -166,7 +166,8 @@ class ModelInfo(BaseModel):
                            "negation's scope ending at the first word it can negate, its focus) or "
                            "`keras_scopes_spelling_focus_cueless` (also the word that opens a negation read as "
                            "padding) or `keras_scopes_spelling_focus_across` (negations on their focus and "
-                           "contrasts across sentences).")
+                           "contrasts across sentences) or `keras_scopes_spelling_focus_across_cue` (also the word "
+                           "that opens a negation read as a word a contrast outweighs).")
     vocabulary_sha256: str
     onnx_sha256: str = Field(description="Checksum of the loaded .onnx file.")
     onnx_bytes: int | None

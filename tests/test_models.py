@@ -115,7 +115,8 @@ def test_bag_model_exports_to_onnx_with_parity():
                                          ("keras_scopes_spelling", 4), ("keras_scopes_spelling_across", 4),
                                          ("keras_scopes_spelling_focus", 4),
                                          ("keras_scopes_spelling_focus_cueless", 4),
-                                         ("keras_scopes_spelling_focus_across", 4)])
+                                         ("keras_scopes_spelling_focus_across", 4),
+                                         ("keras_scopes_spelling_focus_across_cue", 4)])
 def test_a_bag_reads_every_id_its_tokenizer_rule_can_write(rule, blocks):
     config = presets.TrainingConfig(family="bag", num_words=1_000, max_len=20, embedding_dim=2, tokenizer=rule,
                                     ngram_orders=(2,), ngram_buckets_log2=6, ngram_dim=2)

@@ -1,8 +1,9 @@
 """The tokenizer rules with scopes: ``keras_negation`` (a negated known word shifted by num_words) and
 ``keras_scopes`` (also a word a contrast outweighs, shifted by 2 * num_words): the same words as Keras's rule;
 the scopes of ``keras_scopes_spelling_across`` (a contrast that opens a sentence outweighs the one before) and of
-``keras_scopes_spelling_focus`` (a negation read on its focus) and ``keras_scopes_spelling_focus_cueless`` (its
-word that opens a negation read as padding)."""
+``keras_scopes_spelling_focus`` (a negation read on its focus), ``keras_scopes_spelling_focus_cueless`` (its
+word that opens a negation read as padding) and ``keras_scopes_spelling_focus_across_cue`` (that word read as a
+word a contrast outweighs)."""
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from artifacts.tokenizer import (
     KERAS_SCOPES_SPELLING_ACROSS,
     KERAS_SCOPES_SPELLING_FOCUS,
     KERAS_SCOPES_SPELLING_FOCUS_ACROSS,
+    KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE,
     KERAS_SCOPES_SPELLING_FOCUS_CUELESS,
     NEGATED,
     OOV,
@@ -139,6 +141,8 @@ def test_the_focus_rule_reads_as_keras_scopes_spelling_but_for_the_words_after_a
 
 focus_rule = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS)
 cueless = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS_CUELESS)
+focus_across = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS_ACROSS)
+cue_outweighed = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS_ACROSS_CUE)
 
 
 def test_without_cues_the_word_that_opens_a_negation_reads_as_padding_and_its_focus_as_negated():
@@ -149,6 +153,17 @@ def test_without_cues_the_word_that_opens_a_negation_reads_as_padding_and_its_fo
     assert list(read.tokens[0, -4:]) == [PAD, keras_rule.encode("slow")[1] + NUM_WORDS, PAD,
                                          keras_rule.encode("predictable")[1] + NUM_WORDS]
     assert list(read.tokens[1, -2:]) == [START, PAD] and list(read.words) == [4, 1] and list(read.known) == [2, 0]
+
+
+def test_with_cues_outweighed_the_word_that_opens_a_negation_reads_as_a_conceded_word_and_the_rest_as_before():
+    nothing, boring, wasnt, bad = (keras_rule.encode(word)[1] for word in ("nothing", "boring", "wasn't", "bad"))
+    assert cue_outweighed.spells and cue_outweighed.id_count == 4 * NUM_WORDS
+    assert cue_outweighed.encode("There was nothing boring.")[3:] == [nothing + 2 * NUM_WORDS, boring + NUM_WORDS]
+    assert focus_across.encode("There was nothing boring.")[3] == nothing
+    # a cue a contrast outweighs already stays there; the focus after a "but" keeps its negation alone
+    assert cue_outweighed.encode("It wasn't bad, but not good")[2:4] == [wasnt + 2 * NUM_WORDS, bad + 3 * NUM_WORDS]
+    assert cue_outweighed.encode("good but not bad")[3:] == [keras_rule.encode("not")[1] + 2 * NUM_WORDS,
+                                                             bad + NUM_WORDS]
 
 
 def test_ids_stay_below_the_id_count():
@@ -181,6 +196,9 @@ def test_the_words_are_kerass_and_only_scoped_known_words_are_shifted(text):
     assert cues == [negator(word) for word in text_to_words(text)] and not any(code & CUE for code in clause)
     assert cueless.encode(text)[1:] == [PAD if cue else index
                                         for cue, index in zip(cues, focus_rule.encode(text)[1:], strict=True)]
+    shifted = [(index % NUM_WORDS) + NUM_WORDS * ((index // NUM_WORDS) | OUTWEIGHED) if cue and index > OOV else index
+               for cue, index in zip(cues, focus_across.encode(text)[1:], strict=True)]
+    assert cue_outweighed.encode(text)[1:] == shifted
     assert all(code & OUTWEIGHED for code, before in zip(across, outweighed_words, strict=True) if before)
     assert len(negated_words) == len(outweighed_words) == len(text_to_words(text))
     plain, negated, scoped = keras_rule.encode(text), negating.encode(text), scoping.encode(text)
