@@ -231,9 +231,8 @@ def test_read_both_across_sentences_and_on_their_focus_contrasts_read_as_across_
 
 
 def test_the_focus_across_rule_reads_never_dull_negated_and_the_sentence_before_a_however_outweighed():
-    both = Tokenizer(WORD_INDEX, NUM_WORDS, 20, KERAS_SCOPES_SPELLING_FOCUS_ACROSS)
-    assert both.spells and both.id_count == 4 * NUM_WORDS
+    assert focus_across.spells and focus_across.id_count == 4 * NUM_WORDS
     plain = keras_rule.encode("great; however, never dull")
-    assert both.encode("great; however, never dull") == [START, plain[1] + 2 * NUM_WORDS, plain[2], plain[3],
-                                                         plain[4] + NUM_WORDS]
+    assert focus_across.encode("great; however, never dull") == [START, plain[1] + 2 * NUM_WORDS, plain[2],
+                                                                 plain[3], plain[4] + NUM_WORDS]
     assert focus_rule.encode("great; however, never dull")[1] == plain[1]  # focus alone: "great" plain

@@ -141,8 +141,9 @@ TUNED = {
 # weighed by a learned salience instead of averaged, and a word a contrast outweighs read as the word itself at half
 # its weight (since round ten). Sentence crops, scoped rows built from the plain ones, an L1 price on each word's
 # row, made reviews with negated words, contrasts across sentences with rows of their own, the sentences the editors
-# changed, negation words read as padding, contrasts joined from the editors' sentences and negated made reviews
-# read on the focus did not beat it there. One seed, as explored (a seed run and the refit take about 20 minutes on
+# changed, negation words read as padding, contrasts joined from the editors' sentences, negated made reviews read on
+# the focus, a quarter of the weight for conceded words across sentences and negation words read at the conceded
+# weight did not beat it there. One seed, as explored (a seed run and the refit take about 20 minutes on
 # 2 cores).
 ROBUST = {
     "robust_bag": replace(TUNED["bigram_bag"], tokenizer="keras_scopes_spelling_focus_across",
