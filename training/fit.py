@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from training import models
+from artifacts.tokenizer import ID_BLOCKS
+from training import lexicon, models
 from training.calibrate import shuffled_order, split_point
 from training.presets import TrainingConfig
 
@@ -60,21 +62,28 @@ def split_shuffled(x: np.ndarray, y: np.ndarray, order: np.ndarray, split: float
     return (fit_x, fit_y), held_out
 
 
-def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int) -> tuple[keras.Model, np.ndarray]:
-    """A compiled model and an order for the training reviews, both fixed by ``seed``."""
+def seeded_model(name: str, config: TrainingConfig, seed: int, reviews: int,
+                 word_index: Mapping[str, int] | None = None) -> tuple[keras.Model, np.ndarray]:
+    """A compiled model and an order for the training reviews, both fixed by ``seed``; with ``lexicon_prior``, its
+    lexicon table filled for the words of ``word_index`` (the tokenizer's)."""
     keras.utils.set_random_seed(seed)
     # The archive is ordered by label and Keras takes the validation split from the end: shuffle first.
     order = shuffled_order(seed, reviews)
     model = models.build(name, config)
+    if config.lexicon_prior:
+        if word_index is None:
+            raise ValueError(f"{name} reads a sentiment lexicon: pass the tokenizer's word index")
+        models.set_lexicon(model, lexicon.id_valences(word_index, config.num_words, ID_BLOCKS[config.tokenizer]))
     models.compile_for_training(model, config)
     return model, order
 
 
 def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray, y_train: np.ndarray,
-               verbose: int, extra: Extra | None = None, more_callbacks: list | None = None) -> Run:
+               verbose: int, extra: Extra | None = None, more_callbacks: list | None = None,
+               word_index: Mapping[str, int] | None = None) -> Run:
     """One seeded training run, validated on the last VALIDATION_SPLIT of the shuffled reviews; ``extra``
     reviews (counterfactual copies) are only ever trained on."""
-    model, order = seeded_model(name, config, seed, len(x_train))
+    model, order = seeded_model(name, config, seed, len(x_train), word_index)
     model.summary(print_fn=log.info)
     best = models.BestEpochWeights()
     callbacks = [best, *(more_callbacks or [])]
@@ -94,12 +103,13 @@ def train_once(name: str, config: TrainingConfig, seed: int, x_train: np.ndarray
 
 
 def refit(name: str, config: TrainingConfig, seed: int, epochs: int, x_train: np.ndarray, y_train: np.ndarray,
-          verbose: int, held_out_split: float = 0.0, extra: Extra | None = None) -> tuple[keras.Model, float]:
+          verbose: int, held_out_split: float = 0.0, extra: Extra | None = None,
+          word_index: Mapping[str, int] | None = None) -> tuple[keras.Model, float]:
     """The chosen configuration trained again for ``epochs`` epochs (the epoch count comes from the validation
     run), and its seconds of training: on every training review, or, with ``held_out_split``, on all but the
     last ``held_out_split`` of the seed's shuffle, which is held out (Keras reports its loss) and the
     temperature is then fitted on (``training.calibrate.calibration_reviews``); plus the ``extra`` reviews."""
-    model, order = seeded_model(name, config, seed, len(x_train))
+    model, order = seeded_model(name, config, seed, len(x_train), word_index)
     (x_fit, y_fit), held_out = split_shuffled(x_train, y_train, order, held_out_split, extra)
     started = time.perf_counter()
     model.fit(x_fit, y_fit, epochs=epochs, batch_size=config.batch_size, validation_data=held_out, verbose=verbose)

@@ -8,7 +8,9 @@ With the course presets they are exactly the course models:
 The "bag" family (fastText-style averaged word and hashed n-gram embeddings) was added by the
 exploration for the course's "Your turn" question; ``bag_pooling="salience"`` weighs the embeddings by a learned
 salience per id instead of averaging them (issue #16, ``robust_bag``), and ``concession_weight`` reads a word a contrast
-outweighs as the word itself at that fraction of its weight (``Conceded``, ``ConcessionOffset``).
+outweighs as the word itself at that fraction of its weight (``Conceded``, ``ConcessionOffset``); ``lexicon_prior``
+adds the mean valence of the review's words in a sentiment lexicon as one more feature (``LexiconMean``,
+``training/lexicon.py``).
 
 Every model ends in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)``
 while it trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that
@@ -163,6 +165,44 @@ class ConcessionOffset(layers.Layer):
         return {**super().get_config(), "num_words": self.num_words, "weight": self.weight}
 
 
+class LexiconMean(layers.Layer):
+    """Ids of a review (and ``ConcessionOffset``'s offsets, where the model has them) -> one feature: the mean valence
+    of its rated words (``training/lexicon.py``), each weighed as the bag weighs it (a conceded word at the conceded
+    weight), or 0 where no word is rated. The mean over rated words alone reads "I absolutely loathed this film." as
+    the valence of "loathed", not a fifth of it; the output layer learns how much to make of it.
+
+    The table is a constant: ``valences`` is not trained, starts at zeros and is filled by ``set_lexicon`` (or by
+    loading saved weights)."""
+
+    def __init__(self, rows: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = rows
+
+    def build(self, input_shape):
+        self.valences = self.add_weight(shape=(self.rows,), initializer="zeros", trainable=False, name="valences")
+
+    def call(self, inputs):
+        ids, offset = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
+        valence = keras.ops.take(self.valences, ids, axis=0)
+        weight = keras.ops.cast(keras.ops.not_equal(valence, 0.0), valence.dtype)
+        if offset is not None:
+            weight = weight * keras.ops.exp(keras.ops.squeeze(offset, -1))
+        total = keras.ops.sum(weight, axis=1, keepdims=True)
+        rated = keras.ops.sum(valence * weight, axis=1, keepdims=True)
+        return keras.ops.where(total > 0, rated / keras.ops.where(total > 0, total, 1.0), 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "rows": self.rows}
+
+
+def set_lexicon(model: keras.Model, valences: np.ndarray) -> None:
+    """Fills a model's ``LexiconMean`` table (``training.lexicon.id_valences``)."""
+    layer = model.get_layer("lexicon_mean")
+    if valences.shape != (layer.rows,):
+        raise ValueError(f"the lexicon table has shape {valences.shape}, the model reads {layer.rows} ids")
+    layer.valences.assign(valences.astype(np.float32))
+
+
 def ngram_means(tokens, config: TrainingConfig, offset=None) -> list:
     """One averaged n-gram embedding per order in ``config.ngram_orders``; with ``offset`` (``ConcessionOffset``'s, per
     position), each n-gram weighed as its first word."""
@@ -260,8 +300,11 @@ def bag_features(tokens, config: TrainingConfig):
                                 config.scope_residual_l2, name="word_embedding")(tokens)
     else:
         words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
-    return layers.Concatenate()([pooled(words, tokens, config, config.input_ids, "word", offset),
-                                 *ngram_means(tokens, config, offset)])
+    features = [pooled(words, tokens, config, config.input_ids, "word", offset), *ngram_means(tokens, config, offset)]
+    if config.lexicon_prior:
+        lexicon_input = tokens if offset is None else [tokens, offset]
+        features.append(LexiconMean(config.input_ids, name="lexicon_mean")(lexicon_input))
+    return layers.Concatenate()(features)
 
 
 def folded(model: keras.Model, name: str, config: TrainingConfig) -> keras.Model:

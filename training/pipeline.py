@@ -284,8 +284,8 @@ def choose(name: str, candidates: list[Run]) -> Run:
 
 
 def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_train: np.ndarray,
-                   y_train: np.ndarray, extra: fit.Extra | None, verbose: int, calibrate: bool
-                   ) -> tuple[keras.Model, Refit | None]:
+                   y_train: np.ndarray, extra: fit.Extra | None, verbose: int, calibrate: bool,
+                   word_index: dict[str, int] | None = None) -> tuple[keras.Model, Refit | None]:
     """The model to ship. Presets that ask for it are trained once more, for the epochs validation chose, on
     every training review but the REFIT_CALIBRATION_SPLIT held out for the temperature (on every one without
     calibration); the others ship the chosen run."""
@@ -297,7 +297,8 @@ def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_tra
     from training import fit
 
     split = REFIT_CALIBRATION_SPLIT if calibrate else 0.0
-    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose, split, extra)
+    model, seconds = fit.refit(name, config, chosen.seed, chosen.best_epoch, x_train, y_train, verbose, split, extra,
+                               word_index)
     held_out = len(calibration.held_out_indices(len(x_train), chosen.seed, split)) if split else 0
     log.info("%s: refitted on %d training reviews (%d held out for calibration) for %d epochs", name,
              len(x_train) - held_out, held_out, chosen.best_epoch)
@@ -447,10 +448,11 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
     train = training_set(reviews, config, cad)
     tokenizer, x_train, x_extra, x_test, vocabulary = tokenize(train, reviews, word_index, config, args.out)
     extra = None if x_extra is None else (x_extra, train.extra_labels, train.extra_sources)
-    candidates = [fit.train_once(name, config, seed, x_train, train.labels, args.verbose, extra)
-                  for seed in config.seeds]
+    candidates = [fit.train_once(name, config, seed, x_train, train.labels, args.verbose, extra,
+                                 word_index=word_index) for seed in config.seeds]
     chosen = choose(name, candidates)
-    model, refitted = refit_if_asked(name, config, chosen, x_train, train.labels, extra, args.verbose, args.calibrate)
+    model, refitted = refit_if_asked(name, config, chosen, x_train, train.labels, extra, args.verbose, args.calibrate,
+                                     word_index)
     write_keras_weights(name, config, model, args.out)
     test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
     served = models.folded(model, name, config)  # the parity check compares its export with ``model``'s scores

@@ -73,6 +73,9 @@ class TrainingConfig:
     # ScopedEmbedding), with this L2 penalty on the per-word residuals. Exported folded into one table.
     scope_prior: bool = False
     scope_residual_l2: float = 1e-5
+    # Bag family: the mean valence of the review's words in VADER's sentiment lexicon as one more feature
+    # (training/lexicon.py, training/models.py LexiconMean), so a word IMDB seldom uses still says what it means.
+    lexicon_prior: bool = False
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     learning_rate: float = 1e-4
     epochs: int = 10
@@ -93,6 +96,8 @@ class TrainingConfig:
                 raise ValueError("concession_weight needs salience pooling and a tokenizer rule with contrast scopes")
             if not 0 < self.concession_weight <= 1:
                 raise ValueError(f"concession_weight must be in (0, 1], got {self.concession_weight}")
+        if self.lexicon_prior and self.family != "bag":
+            raise ValueError("lexicon_prior applies to the bag family only")
         if self.made_negations and not self.made_counterfactuals:
             raise ValueError("made_negations needs made_counterfactuals")
         if self.counterfactual_sentences and not self.counterfactual_copies:
@@ -142,9 +147,9 @@ TUNED = {
 # its weight (since round ten). Sentence crops, scoped rows built from the plain ones, an L1 price on each word's
 # row, made reviews with negated words, contrasts across sentences with rows of their own, the sentences the editors
 # changed, negation words read as padding, contrasts joined from the editors' sentences, negated made reviews read on
-# the focus, a quarter of the weight for conceded words across sentences and negation words read at the conceded
-# weight did not beat it there. One seed, as explored (a seed run and the refit take about 20 minutes on
-# 2 cores).
+# the focus, a quarter of the weight for conceded words across sentences, negation words read at the conceded
+# weight and a sentiment lexicon beside the learned rows did not beat it there. One seed, as explored (a seed run
+# and the refit take about 20 minutes on 2 cores).
 ROBUST = {
     "robust_bag": replace(TUNED["bigram_bag"], tokenizer="keras_scopes_spelling_focus_across",
                           counterfactual_copies=5, made_counterfactuals=True, made_min_share=0.03,
