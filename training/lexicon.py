@@ -25,7 +25,7 @@ from importlib.resources import files
 import numpy as np
 
 from artifacts.tokenizer import NEGATED, negator
-from artifacts.vocabulary import INDEX_FROM
+from artifacts.vocabulary import INDEX_FROM, vocabulary_subset
 
 NEGATED_SCALE = -0.74  # vaderSentiment's N_SCALAR: "not good" reads as -0.74 times "good"
 VALENCE_RANGE = 4.0  # VADER's ratings run from -4 to +4; the table holds them divided by this, in [-1, 1]
@@ -57,8 +57,7 @@ def id_valences(word_index: Mapping[str, int], num_words: int, blocks: int,
     in [-1, 1], 0 for padding, START, OOV, unrated words and the words that open a negation."""
     rated = valences() if rated is None else rated
     plain = np.zeros(num_words, np.float32)
-    for word, rank in word_index.items():
-        index = rank + INDEX_FROM
-        if index < num_words and word in rated and not negator(word):
-            plain[index] = rated[word] / VALENCE_RANGE
+    for word, rank in vocabulary_subset(word_index, num_words).items():
+        if word in rated and not negator(word):
+            plain[rank + INDEX_FROM] = rated[word] / VALENCE_RANGE
     return np.concatenate([plain * (NEGATED_SCALE if block & NEGATED else 1.0) for block in range(blocks)])

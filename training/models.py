@@ -187,9 +187,9 @@ class LexiconMean(layers.Layer):
         weight = keras.ops.cast(keras.ops.not_equal(valence, 0.0), valence.dtype)
         if offset is not None:
             weight = weight * keras.ops.exp(keras.ops.squeeze(offset, -1))
-        total = keras.ops.sum(weight, axis=1, keepdims=True)
-        rated = keras.ops.sum(valence * weight, axis=1, keepdims=True)
-        return keras.ops.where(total > 0, rated / keras.ops.where(total > 0, total, 1.0), 0.0)
+        # no rated word: 0 / 1e-9, as WeightedMean divides
+        return (keras.ops.sum(valence * weight, axis=1, keepdims=True)
+                / keras.ops.maximum(keras.ops.sum(weight, axis=1, keepdims=True), 1e-9))
 
     def get_config(self):
         return {**super().get_config(), "rows": self.rows}
