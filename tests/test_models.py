@@ -181,6 +181,90 @@ def test_a_concession_weight_needs_salience_pooling_and_contrast_scopes():
         replace(CONCEDING, concession_weight=0.0)
 
 
+CAPPED = replace(CONCEDING, concession_weight=0.5, concession_cap=0.5)
+
+
+def capped_and_uncapped_models_reading_one_signed_dimension():
+    """A capped bag and the same bag uncapped, with the same weights: the output layer reads the first dimension of
+    the word rows only, word 17 pulls -10 ("awful") and word 40 +2 ("good")."""
+    capped = models.build("capped", CAPPED)
+    uncapped = models.build("uncapped", replace(CAPPED, concession_cap=None))
+    table = np.zeros(capped.get_layer("word_embedding").get_weights()[0].shape, np.float32)
+    table[17, 0], table[40, 0] = -10.0, 2.0
+    kernel = np.zeros((4 + 3, 1), np.float32)
+    kernel[0, 0] = 1.0
+    for model in (capped, uncapped):
+        model.get_layer("word_embedding").set_weights([table])
+        model.get_layer("2gram_embedding").set_weights([np.zeros_like(model.get_layer("2gram_embedding").get_weights()[0])])
+    capped.get_layer("pull").set_weights([kernel])
+    capped.get_layer("capped_concession").set_weights([np.array([0.25], np.float32)])
+    uncapped.layers[-1].set_weights([kernel, np.array([0.25], np.float32)])  # its Dense(1, sigmoid)
+    return capped, uncapped
+
+
+def logit(model, tokens) -> float:
+    score = float(model.predict(tokens, verbose=0)[0, 0])
+    return float(np.log(score / (1 - score)))
+
+
+def test_with_a_cap_conceded_words_temper_what_the_others_say_but_do_not_overturn_it():
+    capped, uncapped = capped_and_uncapped_models_reading_one_signed_dimension()
+    kinds = {layer["type"] for layer in models.describe(capped)}  # as metadata has them
+    assert {"OutweighedMask", "ConcededParts", "CappedConcession"} <= kinds
+    awful_but_good = np.zeros((1, 30), np.int32)
+    awful_but_good[0, -2:] = [17 + 2 * 300, 40]  # "awful, but good": 17 conceded, at half its weight
+    # the plain words pull 2 / 1.5, the conceded one -10 * 0.5 / 1.5, clipped to half the plain pull
+    assert logit(uncapped, awful_but_good) == pytest.approx(0.25 + (2 - 5) / 1.5, abs=1e-4)
+    assert logit(capped, awful_but_good) == pytest.approx(0.25 + 2 / 1.5 - 0.5 * 2 / 1.5, abs=1e-4)
+
+
+def test_where_the_conceded_words_agree_or_pull_less_than_the_cap_a_capped_bag_reads_as_the_uncapped_one():
+    capped, uncapped = capped_and_uncapped_models_reading_one_signed_dimension()
+    for words in ([40 + 2 * 300, 17], [17 + 2 * 300, 17], [40 + 2 * 300, 40, 40, 40], [17, 40], [17]):
+        tokens = np.zeros((1, 30), np.int32)
+        tokens[0, -len(words):] = words
+        assert logit(capped, tokens) == pytest.approx(logit(uncapped, tokens), abs=1e-4), words
+
+
+def test_the_conceded_parts_add_up_to_the_weighted_mean_of_the_whole_review():
+    capped, uncapped = models.build("capped", CAPPED), models.build("uncapped", replace(CAPPED, concession_cap=None))
+    rng = np.random.default_rng(0)
+    for layer in capped.layers:
+        if layer.name not in ("pull", "capped_concession") and layer.weights:
+            weights = [rng.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()]
+            layer.set_weights(weights)
+            uncapped.get_layer(layer.name).set_weights(weights)
+    tokens = rng.integers(0, CAPPED.input_ids, (16, 30), dtype=np.int32)
+    tokens[:4, :25] = 0
+    parts = models.keras.Model(capped.input, capped.get_layer("word_conceded_parts").output).predict(tokens, verbose=0)
+    whole = models.keras.Model(uncapped.input, uncapped.get_layer("word_weighted_mean").output).predict(tokens,
+                                                                                                          verbose=0)
+    np.testing.assert_allclose(parts[:, 0] + parts[:, 1], whole, atol=1e-5)
+    assert np.abs(parts[:, 1]).sum() > 0  # the random reviews hold conceded words
+
+
+def test_a_capped_bag_exports_to_onnx_with_parity():
+    from training import export
+
+    model = models.build("capped", CAPPED)
+    rng = np.random.default_rng(1)
+    for layer in ("word_salience", "2gram_salience", "word_embedding", "pull"):
+        model.get_layer(layer).set_weights([rng.normal(size=model.get_layer(layer).get_weights()[0].shape)])
+    tokens = rng.integers(0, CAPPED.input_ids, (32, 30), dtype=np.int32)
+    tokens[:8, :20] = 0
+    scores = model.predict(tokens, verbose=0).reshape(-1)
+    assert export.check_parity(export.to_onnx(model, 30), scores, tokens) < 1e-5
+
+
+def test_a_concession_cap_needs_a_concession_weight_and_a_share_below_one():
+    with pytest.raises(ValueError, match="concession_cap needs concession_weight"):
+        replace(CAPPED, concession_weight=None)
+    with pytest.raises(ValueError, match="concession_cap needs concession_weight"):
+        replace(CAPPED, dropout=0.2)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+        replace(CAPPED, concession_cap=1.0)
+
+
 SCOPED = presets.TrainingConfig(family="bag", num_words=300, max_len=30, embedding_dim=4, tokenizer="keras_scopes",
                                 ngram_orders=(2,), ngram_buckets_log2=6, ngram_dim=3, scope_prior=True)
 

@@ -187,6 +187,14 @@ CANDIDATES: dict[str, presets.TrainingConfig] = {
     # Not run through the pipeline.
     "bag_focus_across_cad5_made3_salience_conceded_0.5_lexicon": replace(
         BAG, **FOCUS_ACROSS, **MADE3, bag_pooling="salience", concession_weight=0.5, lexicon_prior=True),
+    # Round sixteen, for the contrasts a conceded weight does not settle: round twelve's variant with the conceded
+    # words' pull on the logit clipped to half the other words' pull (concession_cap, training/models.py
+    # CappedConcession), so that "The music was awful, but the movie was good." reads as "good" tempered, not as
+    # "awful" at half its weight (-12.4 against +3.9). Run on seeds 1337, 1 and 2, decided on before it ran: 0.8386,
+    # 0.8405 and 0.8402, mean 0.8398 against round twelve's 0.8447 (0.8450, 0.8436, 0.8455): behind on every seed, dev
+    # edited accuracy most (0.898, 0.898, 0.890 against 0.910, 0.906, 0.898). Not run through the pipeline.
+    "bag_focus_across_cad5_made3_salience_conceded_0.5_cap_0.5": replace(
+        BAG, **FOCUS_ACROSS, **MADE3, bag_pooling="salience", concession_weight=0.5, concession_cap=0.5),
 }
 
 log = logging.getLogger("training.explore_robust")

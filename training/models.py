@@ -8,11 +8,13 @@ With the course presets they are exactly the course models:
 The "bag" family (fastText-style averaged word and hashed n-gram embeddings) was added by the
 exploration for the course's "Your turn" question; ``bag_pooling="salience"`` weighs the embeddings by a learned
 salience per id instead of averaging them (issue #16, ``robust_bag``), and ``concession_weight`` reads a word a contrast
-outweighs as the word itself at that fraction of its weight (``Conceded``, ``ConcessionOffset``); ``lexicon_prior``
-adds the mean valence of the review's words in a sentiment lexicon as one more feature (``LexiconMean``,
-``training/lexicon.py``).
+outweighs as the word itself at that fraction of its weight (``Conceded``, ``ConcessionOffset``), and
+``concession_cap`` clips what those words say to a share of what the others say (``ConcededParts``,
+``CappedConcession``); ``lexicon_prior`` adds the mean valence of the review's words in a sentiment lexicon as one
+more feature (``LexiconMean``, ``training/lexicon.py``).
 
-Every model ends in ``Dense(1, activation="sigmoid")``. The course listing has a bare ``Dense(1)``
+Every model ends in ``Dense(1, activation="sigmoid")`` (with ``concession_cap``, a ``Dense(1)`` without bias read
+on both parts, ``CappedConcession`` and a sigmoid). The course listing has a bare ``Dense(1)``
 while it trains with binary cross-entropy on probabilities; the sigmoid is the deliberate fix that
 makes the output a probability, and adds no parameters.
 """
@@ -106,21 +108,44 @@ class WeightedMean(layers.Layer):
 
     def call(self, inputs):
         embedded, ids, salience = inputs  # salience: (batch, length, 1)
-        present = keras.ops.expand_dims(ids > 0, -1)
-        lowest = keras.ops.full_like(salience, -1e9)
-        shifted = salience - keras.ops.max(keras.ops.where(present, salience, lowest), axis=1, keepdims=True)
-        weights = keras.ops.where(present, keras.ops.exp(keras.ops.minimum(shifted, 0.0)), 0.0)
+        weights = salience_weights(ids, salience)
         return keras.ops.sum(embedded * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1e-9)
 
 
-def pooled(embedded, ids, config: TrainingConfig, table_rows: int, name: str, offset=None):
+def salience_weights(ids, salience):
+    """(batch, length, 1): exp of each id's salience less the review's largest (a softmax's numerators), 0 for
+    padding."""
+    present = keras.ops.expand_dims(ids > 0, -1)
+    lowest = keras.ops.full_like(salience, -1e9)
+    shifted = salience - keras.ops.max(keras.ops.where(present, salience, lowest), axis=1, keepdims=True)
+    return keras.ops.where(present, keras.ops.exp(keras.ops.minimum(shifted, 0.0)), 0.0)
+
+
+class ConcededParts(layers.Layer):
+    """``WeightedMean`` in two parts that add up to it, (batch, 2, dim): the sum over the plain words and the sum
+    over the conceded ones (``mask``, ``OutweighedMask``'s), each divided by the weight of the whole review, so that
+    ``CappedConcession`` can weigh what the conceded words say against what the others say."""
+
+    def call(self, inputs):
+        embedded, ids, salience, mask = inputs  # mask: (batch, length, 1), 1.0 where a contrast outweighs the word
+        weights = salience_weights(ids, salience)
+        total = keras.ops.maximum(keras.ops.sum(weights, axis=1), 1e-9)
+        conceded = weights * mask
+        return keras.ops.stack([keras.ops.sum(embedded * (weights - conceded), axis=1) / total,
+                                keras.ops.sum(embedded * conceded, axis=1) / total], axis=1)
+
+
+def pooled(embedded, ids, config: TrainingConfig, table_rows: int, name: str, offset=None, mask=None):
     """The review's embedding: ``MaskedMean`` or, with ``bag_pooling="salience"``, ``WeightedMean`` with one
-    learned salience per id (starting at 0: a plain mean), plus ``offset`` (``ConcessionOffset``'s) where given."""
+    learned salience per id (starting at 0: a plain mean), plus ``offset`` (``ConcessionOffset``'s) where given;
+    with ``mask`` (``OutweighedMask``'s), ``ConcededParts``' two parts instead of their sum."""
     if config.bag_pooling == "mean":
         return MaskedMean(config.term_l1, name=f"{name}_mean")([embedded, ids])
     salience = layers.Embedding(table_rows, 1, embeddings_initializer="zeros", name=f"{name}_salience")(ids)
     if offset is not None:
         salience = layers.Add(name=f"{name}_conceded_salience")([salience, offset])
+    if mask is not None:
+        return ConcededParts(name=f"{name}_conceded_parts")([embedded, ids, salience, mask])
     return WeightedMean(name=f"{name}_weighted_mean")([embedded, ids, salience])
 
 
@@ -165,6 +190,45 @@ class ConcessionOffset(layers.Layer):
         return {**super().get_config(), "num_words": self.num_words, "weight": self.weight}
 
 
+class OutweighedMask(layers.Layer):
+    """Ids of a scoped tokenizer rule -> (batch, length, 1): 1.0 where a contrast outweighs the word, else 0.0."""
+
+    def __init__(self, num_words: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_words = num_words
+
+    def call(self, ids):
+        return keras.ops.expand_dims(keras.ops.cast(outweighed(ids, self.num_words), "float32"), -1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_words": self.num_words}
+
+
+class CappedConcession(layers.Layer):
+    """(batch, 2, 1), the plain words' pull and the conceded words' pull -> (batch, 1), the logit: the plain pull,
+    plus the conceded pull clipped to at most ``cap`` times the plain one's size, plus a learned bias. "A, but B"
+    then reads as B tempered by A at most, never overturned by it: with the conceded weight alone, a strong word
+    before the "but" still outweighs a mild one after it ("The music was awful, but the movie was good.": "awful" at
+    half its weight pulled -12.4 on the logit, "good" +3.9). The cap is a prior, not learned, as the weight is;
+    where the conceded words pull the same way as the others, or less than the cap, the logit is the uncapped bag's.
+    """
+
+    def __init__(self, cap: float, **kwargs):
+        super().__init__(**kwargs)  # the cap is checked where it is set: TrainingConfig
+        self.cap = cap
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        plain, conceded = inputs[:, 0], inputs[:, 1]
+        limit = self.cap * keras.ops.abs(plain)
+        return plain + keras.ops.minimum(keras.ops.maximum(conceded, -limit), limit) + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "cap": self.cap}
+
+
 class LexiconMean(layers.Layer):
     """Ids of a review (and ``ConcessionOffset``'s offsets, where the model has them) -> one feature: the mean valence
     of its rated words (``training/lexicon.py``), each weighed as the bag weighs it (a conceded word at the conceded
@@ -203,21 +267,26 @@ def set_lexicon(model: keras.Model, valences: np.ndarray) -> None:
     layer.valences.assign(valences.astype(np.float32))
 
 
-def ngram_means(tokens, config: TrainingConfig, offset=None) -> list:
+def ngram_means(tokens, config: TrainingConfig, offset=None, mask=None) -> list:
     """One averaged n-gram embedding per order in ``config.ngram_orders``; with ``offset`` (``ConcessionOffset``'s, per
-    position), each n-gram weighed as its first word."""
+    position), each n-gram weighed as its first word; with ``mask``, conceded where its first word is."""
     means = []
     for n in config.ngram_orders:
         ids = HashedNgrams(n, config.ngram_buckets_log2, config.input_ids, name=f"hashed_{n}grams")(tokens)
         rows = 2**config.ngram_buckets_log2 + 1
         embedded = layers.Embedding(rows, config.ngram_dim, name=f"{n}gram_embedding")(ids)
         first_words = None if offset is None else offset[:, :config.max_len - n + 1]
-        means.append(pooled(embedded, ids, config, rows, f"{n}gram", first_words))
+        first_conceded = None if mask is None else mask[:, :config.max_len - n + 1]
+        means.append(pooled(embedded, ids, config, rows, f"{n}gram", first_words, first_conceded))
     return means
 
 
 def build(name: str, config: TrainingConfig) -> keras.Model:
     tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
+    if config.concession_cap is not None:
+        pulls = layers.Dense(1, use_bias=False, name="pull")(bag_features(tokens, config))  # one row, both parts
+        logit = CappedConcession(config.concession_cap, name="capped_concession")(pulls)
+        return keras.Model(tokens, layers.Activation("sigmoid", name="score")(logit), name=name)
     x = bag_features(tokens, config) if config.family == "bag" else conv_features(tokens, config)
     if config.dropout:
         x = layers.Dropout(config.dropout)(x)
@@ -290,17 +359,24 @@ class ScopedEmbedding(layers.Layer):
 
 
 def bag_features(tokens, config: TrainingConfig):
-    """fastText-style: averaged word embeddings beside averaged hashed n-gram embeddings."""
-    offset = None
+    """fastText-style: averaged word embeddings beside averaged hashed n-gram embeddings; with ``concession_cap``,
+    (batch, 2, features): two such vectors that add up to it, the plain words' part and the conceded words' part
+    (``ConcededParts``)."""
+    offset = mask = None
     if config.concession_weight is not None:
         offset = ConcessionOffset(config.num_words, config.concession_weight, name="concession_offset")(tokens)
+        if config.concession_cap is not None:
+            mask = OutweighedMask(config.num_words, name="outweighed")(tokens)
         tokens = Conceded(config.num_words, name="conceded")(tokens)
     if config.scope_prior:
         words = ScopedEmbedding(config.num_words, config.input_ids // config.num_words, config.embedding_dim,
                                 config.scope_residual_l2, name="word_embedding")(tokens)
     else:
         words = layers.Embedding(config.input_ids, config.embedding_dim, name="word_embedding")(tokens)
-    features = [pooled(words, tokens, config, config.input_ids, "word", offset), *ngram_means(tokens, config, offset)]
+    features = [pooled(words, tokens, config, config.input_ids, "word", offset, mask),
+                *ngram_means(tokens, config, offset, mask)]
+    if mask is not None:  # TrainingConfig rules out the lexicon here
+        return layers.Concatenate(name="parts")(features)
     if config.lexicon_prior:
         lexicon_input = tokens if offset is None else [tokens, offset]
         features.append(LexiconMean(config.input_ids, name="lexicon_mean")(lexicon_input))
