@@ -159,19 +159,6 @@ def test_with_its_whole_weight_a_conceded_word_reads_exactly_as_the_word_itself_
     assert not np.allclose(own_rows.predict(conceded, verbose=0), own_rows.predict(tokens, verbose=0), atol=1e-7)
 
 
-def test_a_conceding_bag_exports_to_onnx_with_parity():
-    from training import export
-
-    model = models.build("conceding", CONCEDING)
-    rng = np.random.default_rng(0)
-    for layer in ("word_salience", "2gram_salience"):  # saliences that differ, so the weights matter
-        model.get_layer(layer).set_weights([rng.normal(size=model.get_layer(layer).get_weights()[0].shape)])
-    tokens = rng.integers(0, CONCEDING.input_ids, (32, 30), dtype=np.int32)
-    tokens[:8, :20] = 0
-    scores = model.predict(tokens, verbose=0).reshape(-1)
-    assert export.check_parity(export.to_onnx(model, 30), scores, tokens) < 1e-5
-
-
 def test_a_concession_weight_needs_salience_pooling_and_contrast_scopes():
     with pytest.raises(ValueError, match="needs salience pooling"):
         replace(CONCEDING, bag_pooling="mean")
@@ -243,14 +230,18 @@ def test_the_conceded_parts_add_up_to_the_weighted_mean_of_the_whole_review():
     assert np.abs(parts[:, 1]).sum() > 0  # the random reviews hold conceded words
 
 
-def test_a_capped_bag_exports_to_onnx_with_parity():
+@pytest.mark.parametrize("config, randomised", [
+    (CONCEDING, ("word_salience", "2gram_salience")),  # saliences that differ, so the weights matter
+    (CAPPED, ("word_salience", "2gram_salience", "word_embedding", "pull")),  # and pulls that the cap clips
+], ids=["conceding", "capped"])
+def test_a_conceding_bag_exports_to_onnx_with_parity(config, randomised):
     from training import export
 
-    model = models.build("capped", CAPPED)
-    rng = np.random.default_rng(1)
-    for layer in ("word_salience", "2gram_salience", "word_embedding", "pull"):
+    model = models.build("conceding", config)
+    rng = np.random.default_rng(0)
+    for layer in randomised:
         model.get_layer(layer).set_weights([rng.normal(size=model.get_layer(layer).get_weights()[0].shape)])
-    tokens = rng.integers(0, CAPPED.input_ids, (32, 30), dtype=np.int32)
+    tokens = rng.integers(0, config.input_ids, (32, 30), dtype=np.int32)
     tokens[:8, :20] = 0
     scores = model.predict(tokens, verbose=0).reshape(-1)
     assert export.check_parity(export.to_onnx(model, 30), scores, tokens) < 1e-5
