@@ -182,7 +182,8 @@ def capped_and_uncapped_models_reading_one_signed_dimension():
     kernel[0, 0] = 1.0
     for model in (capped, uncapped):
         model.get_layer("word_embedding").set_weights([table])
-        model.get_layer("2gram_embedding").set_weights([np.zeros_like(model.get_layer("2gram_embedding").get_weights()[0])])
+        bigrams = model.get_layer("2gram_embedding")
+        bigrams.set_weights([np.zeros_like(bigrams.get_weights()[0])])
     capped.get_layer("pull").set_weights([kernel])
     capped.get_layer("capped_concession").set_weights([np.array([0.25], np.float32)])
     uncapped.layers[-1].set_weights([kernel, np.array([0.25], np.float32)])  # its Dense(1, sigmoid)
