@@ -11,10 +11,10 @@ import pytest
 import uvloop
 
 from artifacts.metadata import read_metadata
-from benchmarks import loadgen
+from benchmarks import loadgen, tokenizing
 from benchmarks.measure import PAIRED_ROUNDS, model_latencies, paired_ratios
 from benchmarks.procfs import TCP_ESTABLISHED, listening_sockets, tcp_sockets
-from tests.conftest import MODEL_NAMES, MODELS_DIR, running_server
+from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, running_server
 
 
 def test_loadgen_counts_requests_latencies_and_errors(tmp_path):
@@ -90,3 +90,21 @@ def test_proc_shows_the_sockets_listening_on_a_port_and_their_connections(family
             with accepted:
                 states = [state for state, _ in tcp_sockets(port)]
                 assert states.count(TCP_ESTABLISHED) == 1  # the accepted side; the client's local port differs
+
+
+def test_the_tokenizing_benchmark_times_each_models_tokenizer_in_both_checkouts(imdb_dataset):
+    results = tokenizing.compare(REPO_ROOT, REPO_ROOT, ["robust_bag", "conv1d"], imdb_dataset["test"].texts[:20],
+                                 rounds=2)
+    assert sorted(results) == ["conv1d", "robust_bag"]
+    for row in results.values():
+        assert row["this_us"] > 0 and row["other_us"] > 0 and row["speedup"] > 0
+
+
+def test_the_tokenizing_benchmark_refuses_a_folder_that_is_not_a_checkout(tmp_path, capsys):
+    assert tokenizing.main(["--against", str(tmp_path)]) == 2
+    assert "not a checkout of this project" in capsys.readouterr().err
+
+
+def test_the_tokenizing_benchmark_names_a_model_the_other_checkout_cannot_time(imdb_dataset):
+    with pytest.raises(RuntimeError, match="timing the tokenizers in"):
+        tokenizing.compare(REPO_ROOT, REPO_ROOT, ["no_such_model"], imdb_dataset["test"].texts[:2], rounds=1)

@@ -5,6 +5,8 @@ the scopes of ``keras_scopes_spelling_across`` (a contrast that opens a sentence
 word that opens a negation read as padding) and ``keras_scopes_spelling_focus_across_cue`` (that word read as a
 word a contrast outweighs)."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from artifacts.tokenizer import (
     CUE,
     KERAS,
+    KERAS_FILTERS,
     KERAS_NEGATION,
     KERAS_SCOPES,
     KERAS_SCOPES_SPELLING,
@@ -33,6 +36,7 @@ from artifacts.tokenizer import (
     scope_codes,
     text_to_words,
 )
+from artifacts.tokenizer import words_and_marks as split_words_and_marks
 from artifacts.vocabulary import load_word_index
 from tests.conftest import KERAS_WORD_INDEX
 
@@ -208,6 +212,26 @@ def test_the_words_are_kerass_and_only_scoped_known_words_are_shifted(text):
         known = before > OOV
         assert after_negation == (before + NUM_WORDS * is_negated if known else before)
         assert after_scopes == (before + NUM_WORDS * (is_negated + 2 * is_outweighed) if known else before)
+
+
+# What the tokenizer's one split must find: the words of the Keras rule (runs of characters that are neither
+# whitespace, as str.split() has it, nor a filter) and the punctuation that ends clauses and sentences.
+WORDS_AND_MARKS = re.compile("[.,!?;:]|[^\\s" + re.escape(KERAS_FILTERS) + "]+")
+# Text with every kind of thing the split must find or pass over: scope words in capitals, every mark, other filters,
+# apostrophes, paragraph breaks, whitespace str.split() knows and bytes.split() does not, letters that lower-case
+# to two, a lone surrogate.
+scoped_reviews = st.lists(st.sampled_from(["not", "good", "never", "nothing", "film", "didn't", "DIDN'T", "Wasn't",
+                                           "didnt", "but", "bad", "although", "despite", "However", "yet", "or",
+                                           "nor", "a", "the", "very", "was", "boring", "neither", ",", ".", "!", "?",
+                                           ":", ";", "<br /><br />", "br", "Ünï", "don't.", "(not)", "n't", "'",
+                                           " ", "\t", "\x1c", "\u00a0", "İ", "ΑΣ", "\ud800"]),
+                          max_size=80).map(" ".join)
+
+
+@given(st.one_of(st.text(), scoped_reviews, scoped_reviews.map(lambda text: text.replace(" ", ""))))
+@settings(max_examples=1_000, deadline=None)
+def test_one_split_finds_the_words_and_marks_the_regular_expression_finds(text):
+    assert split_words_and_marks(text) == WORDS_AND_MARKS.findall(text.lower())
 
 
 @given(words_and_marks, st.integers(1, 12))
