@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import platform
-import random
 import sys
 import tempfile
 import time
@@ -40,11 +39,12 @@ from benchmarks.measure import (
     model_latencies,
     paired_ratios,
     run_scenarios,
+    sampled_test_reviews,
     server,
     write_bodies,
 )
 from benchmarks.procfs import wait_for_workers
-from training.data import DataError, dataset_path, load_imdb, require_data_file
+from training.data import DataError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_SCENARIOS = [(1, 1), (8, 1), (32, 1), (128, 1), (8, 32)]  # (concurrency, reviews per request)
@@ -152,12 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        test = load_imdb(args.data or require_data_file(dataset_path()))["test"]
+        reviews = sampled_test_reviews(PAYLOAD_REVIEWS, args.data)
         tokenizer = load_tokenizer(read_metadata(args.model_dir / f"{args.model}.json"), args.model_dir)
     except (DataError, MetadataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    reviews = random.Random(0).sample(test.texts, PAYLOAD_REVIEWS)
     tokens = tokenizer.encode_batch(reviews)
     started = time.perf_counter()
     tokenizer.encode_batch(reviews[:TOKENIZE_REVIEWS])

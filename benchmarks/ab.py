@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import random
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.measure import free_port, load, server, write_bodies
+from benchmarks.measure import free_port, load, sampled_test_reviews, server, write_bodies
 from benchmarks.procfs import wait_for_workers
-from training.data import DataError, dataset_path, load_imdb, require_data_file
+from training.data import DataError
 
 REVIEWS = 4096
 
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="IMDB archive for the review payloads (default: the data setting)")
     args = parser.parse_args(argv)
     try:
-        data = args.data or require_data_file(dataset_path())
-        reviews = random.Random(0).sample(load_imdb(data)["test"].texts, REVIEWS)
+        reviews = sampled_test_reviews(REVIEWS, args.data)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -38,8 +37,9 @@ import numpy as np
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import read_metadata, write_metadata
 from artifacts.vocabulary import file_sha256
-from benchmarks.measure import free_port, load, server, session, write_bodies
+from benchmarks.measure import free_port, load, sampled_test_reviews, server, session, write_bodies
 from benchmarks.procfs import wait_for_workers
+from training.data import DataError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REBUILD_TOLERANCE = 1e-5
@@ -253,8 +253,6 @@ def markdown(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.data import DataError, dataset_path, load_imdb, require_data_file
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks.exports", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--data", type=Path, help="IMDB archive (default: the data setting)")
@@ -271,11 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.rebuild_into / "rebuild_checks.json").write_text(json.dumps(checks))
         return 0
     try:
-        test = load_imdb(args.data or require_data_file(dataset_path()))["test"]
+        reviews = sampled_test_reviews(4096, args.data)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    reviews = random.Random(0).sample(test.texts, 4096)
     with tempfile.TemporaryDirectory(prefix="exports-") as scratch:
         report = run(args.model_dir, reviews, Path(scratch), args.duration, args.workers, args.rounds,
                      args.service_rounds)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from pathlib import Path
 
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import read_metadata
-from benchmarks.measure import session
+from benchmarks.measure import sampled_test_reviews, session
+from training.data import DataError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["conv1d", "conv1d_tuned", "conv_lstm", "conv_lstm_tuned"]
@@ -68,8 +68,6 @@ def measure(paths: dict[str, Path], tokens, rounds: int) -> dict[str, dict[int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.data import DataError, dataset_path, load_imdb, require_data_file
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fold_layouts", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
@@ -81,11 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                                  args.build_into)))
         return 0
     try:
-        test = load_imdb(require_data_file(dataset_path()))["test"]
+        reviews = sampled_test_reviews(REVIEWS)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    reviews = random.Random(0).sample(test.texts, REVIEWS)
     with tempfile.TemporaryDirectory(prefix="fold-layouts-") as scratch:
         folder = Path(scratch)
         subprocess.run([sys.executable, "-m", "benchmarks.fold_layouts", "--models", *args.models, "--model-dir",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import onnxruntime as ort
 from artifacts.loading import load_tokenizer
 from artifacts.metadata import read_metadata
 from benchmarks.procfs import thread_cpu_seconds
+from training.data import DataError, dataset_path, load_imdb, require_data_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIMIT_BATCH_SIZES = [1, 8, 32, 64, 128]
@@ -30,6 +32,15 @@ SINGLE_REVIEWS, SINGLE_WARMUP = 300, 20  # one-review latencies measured, and th
 # (b) measured back to back: this many times the limit's best setting, then the service at c=32.
 PAIRED_ROUNDS = 3
 PAIRED_CONCURRENCY = 32
+
+
+def sampled_test_reviews(count: int, data: Path | None = None) -> list[str]:
+    """``count`` IMDB test reviews drawn with seed 0, the same ones in every benchmark, from ``data`` (an archive or
+    folder) or the data setting; DataError when the data is missing or holds fewer."""
+    texts = load_imdb(data or require_data_file(dataset_path()))["test"].texts
+    if count > len(texts):
+        raise DataError(f"the data holds {len(texts)} test reviews; {count} are needed")
+    return random.Random(0).sample(texts, count)
 
 
 def session(model_path: Path, threads: int) -> ort.InferenceSession:

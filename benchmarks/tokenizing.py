@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from training.data import DataError, dataset_path, load_imdb, require_data_file
+from benchmarks.measure import sampled_test_reviews
+from training.data import DataError
 
 REVIEWS = 2000
 # What runs in each checkout: only load_tokenizer, read_metadata and encode_reviews, which both sides have.
@@ -52,7 +52,8 @@ def time_checkout(checkout: Path, models: list[str], reviews_file: Path) -> dict
     done = subprocess.run([sys.executable, "-c", TIME_ONE_CHECKOUT, str(checkout / "models"), ",".join(models),
                            str(reviews_file)], cwd=checkout, capture_output=True, text=True, check=False)
     if done.returncode:
-        raise RuntimeError(f"timing the tokenizers in {checkout} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last_line = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise RuntimeError(f"timing the tokenizers in {checkout} failed: {last_line}")
     return json.loads(done.stdout)
 
 
@@ -88,11 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.against} is not a checkout of this project (no models/ folder)", file=sys.stderr)
         return 2
     try:
-        texts = load_imdb(args.data or require_data_file(dataset_path()))["test"].texts
+        reviews = sampled_test_reviews(args.reviews, args.data)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    reviews = random.Random(0).sample(texts, min(args.reviews, len(texts)))
     this = Path(__file__).resolve().parent.parent
     try:
         results = compare(this, args.against.resolve(), args.models, reviews, args.rounds)

@@ -12,9 +12,10 @@ import uvloop
 
 from artifacts.metadata import read_metadata
 from benchmarks import loadgen, tokenizing
-from benchmarks.measure import PAIRED_ROUNDS, model_latencies, paired_ratios
+from benchmarks.measure import PAIRED_ROUNDS, model_latencies, paired_ratios, sampled_test_reviews
 from benchmarks.procfs import TCP_ESTABLISHED, listening_sockets, tcp_sockets
 from tests.conftest import MODEL_NAMES, MODELS_DIR, REPO_ROOT, running_server
+from training.data import DataError
 
 
 def test_loadgen_counts_requests_latencies_and_errors(tmp_path):
@@ -108,3 +109,10 @@ def test_the_tokenizing_benchmark_refuses_a_folder_that_is_not_a_checkout(tmp_pa
 def test_the_tokenizing_benchmark_names_a_model_the_other_checkout_cannot_time(imdb_dataset):
     with pytest.raises(RuntimeError, match="timing the tokenizers in"):
         tokenizing.compare(REPO_ROOT, REPO_ROOT, ["no_such_model"], imdb_dataset["test"].texts[:2], rounds=1)
+
+
+def test_every_benchmark_draws_the_same_test_reviews_and_names_data_that_holds_too_few(sample_archive, imdb_dataset):
+    drawn = sampled_test_reviews(10, sample_archive)
+    assert drawn == sampled_test_reviews(10, sample_archive) and set(drawn) <= set(imdb_dataset["test"].texts)
+    with pytest.raises(DataError, match="test reviews; 100000 are needed"):
+        sampled_test_reviews(100_000, sample_archive)
