@@ -156,8 +156,8 @@ TUNED = {
 # row, made reviews with negated words, contrasts across sentences with rows of their own, the sentences the editors
 # changed, negation words read as padding, contrasts joined from the editors' sentences, negated made reviews read on
 # the focus, a quarter of the weight for conceded words across sentences, negation words read at the conceded
-# weight, a sentiment lexicon beside the learned rows and conceded words capped at half the others' pull did not
-# beat it there. One seed, as explored (a seed run
+# weight, a sentiment lexicon beside the learned rows, conceded words capped at half the others' pull and hashed
+# trigrams beside the bigrams did not beat it there. One seed, as explored (a seed run
 # and the refit take about 20 minutes on 2 cores).
 ROBUST = {
     "robust_bag": replace(TUNED["bigram_bag"], tokenizer="keras_scopes_spelling_focus_across",
