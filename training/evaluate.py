@@ -417,8 +417,9 @@ def robust_exploration_section(experiments: dict) -> list[str]:
             pooling += f", capped at {config['concession_cap']:g}"
         if config.get("lexicon_prior"):
             pooling += ", lexicon"
-        if list(config.get("ngram_orders") or []) != [2]:
-            pooling += f", n-grams {', '.join(map(str, config.get('ngram_orders') or [])) or 'none'}"
+        ngram_orders = list(config.get("ngram_orders") or [])
+        if ngram_orders != [2]:
+            pooling += f", n-grams {', '.join(map(str, ngram_orders)) or 'none'}"
         lines.append(f"| `{name}` | {config['tokenizer']} | {pooling} "
                      f"| {config.get('counterfactual_copies', 0)} | {made} "
                      f"| {crops} | {'yes' if config.get('scope_prior') else 'no'} "
