@@ -108,6 +108,26 @@ class Counterfactual(_Strict):
                                        "labelled as the sentence the contrast says.")
 
 
+class ShortTexts(_Strict):
+    """The short-text bag of a routed model (training/short_texts.py): texts of at most ``words`` words read by a
+    bag trained on sentences, the others by the whole-review bag the rest of this record describes."""
+
+    words: int = Field(ge=1, description="The longest text, in words read, that the short-text bag scores.")
+    fit_sentences: int = Field(ge=1, description="Sentences its validation run fitted on: every sentence of the "
+                               "reviews the whole-review bag's validation run fitted on, and the editors' changed "
+                               "sentences cad_sentence_copies times.")
+    cad_sentence_copies: int = Field(ge=0)
+    validation_sentences: int = Field(ge=1, description="The held-out reviews' sentences but their first and last, "
+                                      "which chose its epoch.")
+    best_epoch: int = Field(ge=1)
+    best_val_accuracy: float = Field(ge=0, le=1)
+    seconds: float = Field(ge=0)
+    refit_sentences: int | None = Field(None, ge=1, description="With a refit: the sentences the shipped short-text "
+                                        "bag was trained on again for best_epoch epochs (those of the refit's "
+                                        "reviews, and the editors' sentences).")
+    refit_seconds: float | None = Field(None, ge=0)
+
+
 class TrainingRecord(_Strict):
     optimizer: str
     learning_rate: float = Field(gt=0)
@@ -127,6 +147,7 @@ class TrainingRecord(_Strict):
     refit_on_all_training_reviews: Refit | None = None
     counterfactual: Counterfactual | None = Field(
         None, description="Counterfactual pairs added to the training reviews; train_reviews counts the IMDB part.")
+    short_texts: ShortTexts | None = Field(None, description="With a routed model: its short-text bag's training.")
 
 
 class CalibrationMetrics(_Strict):

@@ -423,3 +423,62 @@ def test_the_robust_preset_is_the_explored_variant_with_the_best_validation_dev_
     # the exploration trained each variant once, for at most 12 epochs; the preset gets the pipeline's seeds and epochs
     shipped = replace(presets.get("robust_bag"), epochs=CANDIDATES[best].epochs, seeds=CANDIDATES[best].seeds)
     assert shipped.to_dict() == CANDIDATES[best].to_dict()
+
+
+ROUTED = replace(CONCEDING, max_len=150, short_text_words=5, short_text_cad_sentences=0)
+
+
+def random_weights(model, seed: int):
+    """``model`` with every weight drawn at random, so that two models of one configuration score apart."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.5, weight.shape).astype(np.float32) for weight in model.get_weights()])
+    return model
+
+
+def rows_of(words: list[int], length: int) -> np.ndarray:
+    """The tokenizer's row for a text of ``words``: START and the ids, padded at the front."""
+    row = np.zeros((1, length), np.int32)
+    row[0, length - len(words) - 1:] = [1, *words]
+    return row
+
+
+def test_a_routed_model_reads_a_short_text_with_its_short_text_bag_and_a_longer_one_with_the_whole_review_bag():
+    whole = random_weights(models.build("whole", ROUTED.whole_reviews), 1)
+    short = random_weights(models.build("short", ROUTED.short_texts), 2)
+    assert ROUTED.short_texts.max_len == presets.SHORT_TEXT_MAX_LEN < ROUTED.max_len
+    routed = models.assemble("routed", ROUTED, whole, short)
+    for words, read_short in (([17, 40, 41, 2, 299], True), ([17, 40, 41, 2, 299, 40], False), ([], True)):
+        row = rows_of(words, ROUTED.max_len)
+        by_short = short.predict(row[:, -presets.SHORT_TEXT_MAX_LEN:], verbose=0)
+        by_whole = whole.predict(row, verbose=0)
+        assert abs(float(by_short[0, 0]) - float(by_whole[0, 0])) > 1e-3  # the two bags score it apart
+        np.testing.assert_allclose(routed.predict(row, verbose=0), by_short if read_short else by_whole, atol=1e-6)
+    assert models.describe(routed)[-1]["type"] == "Activation"  # the score is the sigmoid of the chosen logit
+
+
+def test_a_routed_model_exports_to_one_onnx_graph_with_parity_whose_logit_calibration_can_read():
+    from training import calibrate, export
+
+    routed = models.assemble("routed", ROUTED, random_weights(models.build("whole", ROUTED.whole_reviews), 3),
+                             random_weights(models.build("short", ROUTED.short_texts), 4))
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(3, ROUTED.input_ids, (24, ROUTED.max_len), dtype=np.int32)
+    for i, words in enumerate(range(0, 24 * 4, 4)):  # 0 to 92 words: either side of the route
+        tokens[i, :ROUTED.max_len - words - 1] = 0
+        tokens[i, ROUTED.max_len - words - 1] = 1
+    scores = routed.predict(tokens, verbose=0).reshape(-1)
+    onnx_bytes = export.to_onnx(routed, ROUTED.max_len)
+    assert export.check_parity(onnx_bytes, scores, tokens) < 1e-5
+    logits = calibrate.logits(onnx_bytes, tokens)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), scores, atol=1e-5)
+
+
+def test_the_route_needs_a_bag_and_a_length_the_short_text_bag_reads_whole():
+    with pytest.raises(ValueError, match="applies to the bag family"):
+        replace(presets.get("conv1d"), short_text_words=40)
+    with pytest.raises(ValueError, match=r"must be in \(0, 128\)"):
+        replace(ROUTED, short_text_words=128)
+    with pytest.raises(ValueError, match=r"must be in \(0, 30\)"):
+        replace(ROUTED, max_len=30, short_text_words=30)
+    with pytest.raises(ValueError, match="needs counterfactual_copies"):
+        replace(ROUTED, short_text_cad_sentences=8)

@@ -256,6 +256,11 @@ def test_a_robust_preset_trains_with_counterfactual_pairs_and_reports_its_robust
     assert (counterfactual.train_pairs, counterfactual.left_out_originals, counterfactual.copies) == (3, 5, 5)
     rule = presets.get("robust_bag").tokenizer
     assert metadata.training.train_reviews == 195 and metadata.tokenizer == rule
+    # short texts are read by a second bag, trained on sentences, chosen in the graph by the text's length
+    short = metadata.training.short_texts
+    assert (short.words, short.cad_sentence_copies) == (40, 8) and short.best_epoch >= 1
+    assert short.validation_sentences > 0 and short.refit_sentences > short.fit_sentences  # the refit saw more
+    assert {"whole_reviews", "short_texts", "route_by_length"} <= {layer.name for layer in metadata.architecture}
     robustness = metadata.robustness
     assert robustness.cad_dev_pairs == 2 and not robustness.cad_dev_originals_in_training
     assert robustness.checklist_reviews >= 300 and robustness.snippet_reviews > 150

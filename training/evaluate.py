@@ -363,6 +363,11 @@ def robustness_section(ranked: list[ModelMetadata], experiments: dict | None = N
         f"checklist and snippet accuracy); for full-length reviews like IMDB's, `{long.name}` (best test accuracy, "
         f"{long.test_metrics.accuracy:.4f}).",
     ]
+    for meta in measured:
+        if short_texts := meta.training.short_texts:
+            lines += ["", f"`{meta.name}` is two bags in one graph: texts of at most {short_texts.words} words are "
+                      f"read by one trained on {short_texts.refit_sentences or short_texts.fit_sentences:,} "
+                      "sentences, longer ones by one trained on reviews (training/short_texts.py)."]
     if experiments:
         lines += robust_exploration_section(experiments)
     return lines
@@ -373,7 +378,8 @@ def robust_exploration_section(experiments: dict) -> list[str]:
         "", "### How the robust preset was chosen", "",
         "Variants of `bigram_bag`, each trained once with seed 1337 (a round's finalists also with seed 1, and two "
         "that were level on two seeds, rounds twelve and fourteen, with seed 2; rounds fifteen's and sixteen's with "
-        "seeds 1 and 2, decided on before they ran, round seventeen's with seed 1; round four's two best ran seed 1 "
+        "seeds 1 and 2, decided on before they ran, round seventeen's with seed 1, round eighteen's with seed 1337 "
+        "alone, see the README; round four's two best ran seed 1 "
         "after the pipeline's test figure for `bag_spelling_cad5_made3_salience_negations` was seen: see the README) "
         "by `python -m training.explore_robust` and judged "
         "on the validation split and the counterfactual dev pairs only (the figures of the epoch with the best "
@@ -420,6 +426,9 @@ def robust_exploration_section(experiments: dict) -> list[str]:
         ngram_orders = list(config.get("ngram_orders") or [])
         if ngram_orders != [2]:
             pooling += f", n-grams {', '.join(map(str, ngram_orders)) or 'none'}"
+        if config.get("short_text_words") is not None:
+            pooling += (f"; texts of at most {config['short_text_words']} words: a bag trained on sentences "
+                        f"(edited sentences ×{config['short_text_cad_sentences']})")
         lines.append(f"| `{name}` | {config['tokenizer']} | {pooling} "
                      f"| {config.get('counterfactual_copies', 0)} | {made} "
                      f"| {crops} | {'yes' if config.get('scope_prior') else 'no'} "

@@ -11,7 +11,9 @@ salience per id instead of averaging them (issue #16, ``robust_bag``), and ``con
 outweighs as the word itself at that fraction of its weight (``Conceded``, ``ConcessionOffset``), and
 ``concession_cap`` clips what those words say to a share of what the others say (``ConcededParts``,
 ``CappedConcession``); ``lexicon_prior`` adds the mean valence of the review's words in a sentiment lexicon as one
-more feature (``LexiconMean``, ``training/lexicon.py``).
+more feature (``LexiconMean``, ``training/lexicon.py``); ``short_text_words`` joins two bags in one graph, one
+for the texts of at most that many words, trained on sentences (``training/short_texts.py``), and one for the
+others (``routed``).
 
 Every model ends in ``Dense(1, activation="sigmoid")`` (with ``concession_cap``, a ``Dense(1)`` without bias read
 on both parts, ``CappedConcession`` and a sigmoid). The course listing has a bare ``Dense(1)``
@@ -27,9 +29,11 @@ import keras
 import numpy as np
 from keras import layers
 
-from artifacts.tokenizer import OUTWEIGHED
+from artifacts.tokenizer import OUTWEIGHED, PAD
 from training.presets import TrainingConfig
 
+# The names of a routed model's two bags (``routed``).
+WHOLE_REVIEWS, SHORT_TEXTS = "whole_reviews", "short_texts"
 RECURRENT = {
     "lstm": lambda units: layers.LSTM(units),
     "gru": lambda units: layers.GRU(units),
@@ -281,17 +285,75 @@ def ngram_means(tokens, config: TrainingConfig, offset=None, mask=None) -> list:
     return means
 
 
-def build(name: str, config: TrainingConfig) -> keras.Model:
+def build(name: str, config: TrainingConfig, logit: bool = False) -> keras.Model:
+    """The model of ``config``, ending in its score (with ``logit``, in the logit the sigmoid would read: the same
+    weights); with ``short_text_words``, the two bags and the route between them (``routed``)."""
+    if config.short_text_words is not None:
+        return routed(name, config)
     tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
+    activation = None if logit else "sigmoid"
     if config.concession_cap is not None:
         pulls = layers.Dense(1, use_bias=False, name="pull")(bag_features(tokens, config))  # one row, both parts
-        logit = CappedConcession(config.concession_cap, name="capped_concession")(pulls)
-        return keras.Model(tokens, layers.Activation("sigmoid", name="score")(logit), name=name)
+        logit_ = CappedConcession(config.concession_cap, name="capped_concession")(pulls)
+        return keras.Model(tokens, layers.Activation(activation, name="score")(logit_), name=name)
     x = bag_features(tokens, config) if config.family == "bag" else conv_features(tokens, config)
     if config.dropout:
         x = layers.Dropout(config.dropout)(x)
-    score = layers.Dense(1, activation="sigmoid")(x)
+    score = layers.Dense(1, activation=activation)(x)
     return keras.Model(tokens, score, name=name)
+
+
+class LastIds(layers.Layer):
+    """(batch, length) ids -> their last ``count``: with the tokenizer's padding and truncation at the front, the
+    row a tokenizer of that length gives, for every text of fewer than ``count`` words."""
+
+    def __init__(self, count: int, **kwargs):
+        super().__init__(**kwargs)
+        self.count = count
+
+    def call(self, ids):
+        return ids[:, -self.count:]
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
+class RouteByLength(layers.Layer):
+    """[ids, logit of the whole-review bag, logit of the short-text bag] -> the short-text bag's logit for a row of
+    at most ``words`` words (its ids that are not padding, less START), the other's for the rest."""
+
+    def __init__(self, words: int, **kwargs):
+        super().__init__(**kwargs)
+        self.words = words
+
+    def call(self, inputs):
+        ids, whole, short = inputs
+        read = keras.ops.sum(keras.ops.cast(ids != PAD, "int32"), axis=1, keepdims=True) - 1  # START is no word
+        return keras.ops.where(read <= self.words, short, whole)
+
+    def get_config(self):
+        return {**super().get_config(), "words": self.words}
+
+
+def routed(name: str, config: TrainingConfig) -> keras.Model:
+    """``config.whole_reviews``' model and ``config.short_texts``' (read on the row's last ids), each as its logit,
+    one of the two logits chosen by the text's length (``RouteByLength``), and the sigmoid: the model for every
+    length, exported as one graph. ``assemble`` fills it with the two trained models' weights."""
+    tokens = keras.Input((config.max_len,), dtype="int32", name="tokens")
+    whole = build(WHOLE_REVIEWS, config.whole_reviews, logit=True)(tokens)
+    short_config = config.short_texts
+    short = build(SHORT_TEXTS, short_config, logit=True)(LastIds(short_config.max_len, name="last_ids")(tokens))
+    chosen = RouteByLength(config.short_text_words, name="route_by_length")([tokens, whole, short])
+    return keras.Model(tokens, layers.Activation("sigmoid", name="score")(chosen), name=name)
+
+
+def assemble(name: str, config: TrainingConfig, whole: keras.Model, short: keras.Model) -> keras.Model:
+    """``routed``'s model with the weights of the trained ``whole`` (``config.whole_reviews``) and ``short``
+    (``config.short_texts``) models: a logit and a score model of one configuration hold the same weights."""
+    model = routed(name, config)
+    model.get_layer(WHOLE_REVIEWS).set_weights(whole.get_weights())
+    model.get_layer(SHORT_TEXTS).set_weights(short.get_weights())
+    return model
 
 
 def conv_features(tokens, config: TrainingConfig):

@@ -38,6 +38,7 @@ from artifacts.metadata import (
     Refit,
     Robustness,
     SeedCandidate,
+    ShortTexts,
     TestMetrics,
     TrainingRecord,
     VocabularyFile,
@@ -306,6 +307,38 @@ def refit_if_asked(name: str, config: presets.TrainingConfig, chosen: Run, x_tra
                         held_out_split=split or None, held_out_reviews=held_out or None)
 
 
+def with_short_texts(name: str, config: presets.TrainingConfig, chosen: Run, refitted: Refit | None,
+                     train: TrainingSet, cad: dict[str, CadSet] | None, whole: keras.Model,
+                     word_index: dict[str, int], verbose: int) -> tuple[keras.Model, ShortTexts]:
+    """The routed model (``training/short_texts.py``): a short-text bag trained on the sentences of the reviews the
+    kept run fitted on, its epoch chosen on the middle sentences of the reviews that run held out; with a refit, trained
+    again for that many epochs on the sentences of the refit's reviews; joined to ``whole`` in one graph."""
+    from training import calibrate as calibration
+    from training import fit, models, short_texts
+
+    short_config = config.short_texts
+    tokenizer = Tokenizer(word_index, short_config.num_words, short_config.max_len, short_config.tokenizer)
+    pairs = cad["train"].pairs if cad is not None else []
+    copies = config.short_text_cad_sentences
+    held_out = calibration.held_out_indices(len(train.texts), chosen.seed, fit.VALIDATION_SPLIT)
+    sentences = short_texts.sentence_set(train.texts, train.labels, held_out, pairs, copies)
+    run = short_texts.train(f"{name}_short_texts", short_config, chosen.seed, tokenizer, sentences, verbose)
+    record = ShortTexts(words=config.short_text_words, fit_sentences=len(sentences.fit_texts),
+                        cad_sentence_copies=copies, validation_sentences=len(sentences.validation_texts),
+                        best_epoch=run.best_epoch, best_val_accuracy=run.best_val_accuracy, seconds=run.seconds)
+    short_model = run.model
+    if refitted is not None:
+        kept_out = (calibration.held_out_indices(len(train.texts), chosen.seed, refitted.held_out_split)
+                    if refitted.held_out_split else np.zeros(0, np.int64))
+        again = short_texts.sentence_set(train.texts, train.labels, kept_out, pairs, copies)
+        refit_run = short_texts.train(f"{name}_short_texts", short_config, chosen.seed, tokenizer, again, verbose,
+                                      epochs=run.best_epoch)
+        short_model = refit_run.model
+        record = record.model_copy(update={"refit_sentences": len(again.fit_texts),
+                                           "refit_seconds": refit_run.seconds})
+    return models.assemble(name, config, whole, short_model), record
+
+
 def evaluate_on_test(name: str, model: keras.Model, x_test: np.ndarray,
                      test_labels: np.ndarray) -> tuple[np.ndarray, TestMetrics]:
     """The shipped model's scores and metrics on the test reviews."""
@@ -370,7 +403,8 @@ def write_onnx(name: str, onnx_bytes: bytes, out: Path) -> Path:
 
 
 def training_record(config: presets.TrainingConfig, chosen: Run, candidates: list[Run], refitted: Refit | None,
-                    train: TrainingSet, reviews: Reviews, data: Path) -> TrainingRecord:
+                    train: TrainingSet, reviews: Reviews, data: Path, short: ShortTexts | None = None
+                    ) -> TrainingRecord:
     """How the shipped model was trained: the configuration, the chosen run and every seed tried."""
     from training.fit import VALIDATION_SPLIT
 
@@ -385,6 +419,7 @@ def training_record(config: presets.TrainingConfig, chosen: Run, candidates: lis
                          for run in candidates],
         refit_on_all_training_reviews=refitted,
         counterfactual=train.counterfactual,
+        short_texts=short,
     )
 
 
@@ -448,16 +483,20 @@ def train_and_export(name: str, config: presets.TrainingConfig, reviews: Reviews
     train = training_set(reviews, config, cad)
     tokenizer, x_train, x_extra, x_test, vocabulary = tokenize(train, reviews, word_index, config, args.out)
     extra = None if x_extra is None else (x_extra, train.extra_labels, train.extra_sources)
-    candidates = [fit.train_once(name, config, seed, x_train, train.labels, args.verbose, extra,
+    whole = config.whole_reviews  # with short_text_words, the bag for the longer texts; else the model itself
+    candidates = [fit.train_once(name, whole, seed, x_train, train.labels, args.verbose, extra,
                                  word_index=word_index) for seed in config.seeds]
     chosen = choose(name, candidates)
-    model, refitted = refit_if_asked(name, config, chosen, x_train, train.labels, extra, args.verbose, args.calibrate,
+    model, refitted = refit_if_asked(name, whole, chosen, x_train, train.labels, extra, args.verbose, args.calibrate,
                                      word_index)
+    short = None
+    if config.short_text_words is not None:
+        model, short = with_short_texts(name, config, chosen, refitted, train, cad, model, word_index, args.verbose)
     write_keras_weights(name, config, model, args.out)
     test_scores, metrics = evaluate_on_test(name, model, x_test, reviews.test_labels)
     served = models.folded(model, name, config)  # the parity check compares its export with ``model``'s scores
     onnx_bytes, parity = export_with_parity(name, served, config.max_len, x_test, test_scores)
-    training = training_record(config, chosen, candidates, refitted, train, reviews, args.data)
+    training = training_record(config, chosen, candidates, refitted, train, reviews, args.data, short)
     onnx_bytes, metrics, calibration = calibrate_if_asked(name, onnx_bytes, training, config.to_dict(), x_train,
                                                           train.labels, x_test, reviews.test_labels, metrics, args)
     robust = measure_robustness(name, onnx_bytes, tokenizer, config, sets)

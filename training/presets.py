@@ -9,6 +9,8 @@ from typing import Literal
 from artifacts.tokenizer import ID_BLOCKS, TokenizerRule
 
 COURSE_SEEDS = (1337, 1, 2, 3)
+# The ids a short-text bag reads (with short_text_words): the last ones of the row, where a short text's all are.
+SHORT_TEXT_MAX_LEN = 128
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,15 @@ class TrainingConfig:
     # Bag family: the mean valence of the review's words in VADER's sentiment lexicon as one more feature
     # (training/lexicon.py, training/models.py LexiconMean), so a word IMDB seldom uses still says what it means.
     lexicon_prior: bool = False
+    # Bag family, for short texts: a text of at most this many words is scored by a second bag of the same kind,
+    # trained on sentences rather than reviews (training/short_texts.py), the graph choosing by the text's length
+    # (training/models.py RouteByLength). None: one model for every text.
+    short_text_words: int | None = None
+    # The short-text bag's training: the editors' changed sentences (training/crops.py edited_sentences) this many
+    # times beside every sentence of the fitting reviews, for at most this many epochs, in batches of this size.
+    short_text_cad_sentences: int = 8
+    short_text_epochs: int = 4
+    short_text_batch_size: int = 256
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     learning_rate: float = 1e-4
     epochs: int = 10
@@ -112,6 +123,27 @@ class TrainingConfig:
             raise ValueError("counterfactual_sentences needs counterfactual_copies")
         if self.contrast_joins and not self.counterfactual_copies:
             raise ValueError("contrast_joins needs counterfactual_copies")
+        if self.short_text_words is not None:
+            if self.family != "bag" or self.concession_cap is not None:
+                raise ValueError("short_text_words applies to the bag family without concession_cap")
+            if self.short_text_cad_sentences and not self.counterfactual_copies:
+                raise ValueError("short_text_cad_sentences needs counterfactual_copies")
+            if not 0 < self.short_text_words < self.short_texts.max_len:
+                raise ValueError(f"short_text_words must be in (0, {self.short_texts.max_len}), got "
+                                 f"{self.short_text_words}")
+
+    @property
+    def whole_reviews(self) -> TrainingConfig:
+        """The configuration of the model for every text (with ``short_text_words``, for the longer ones)."""
+        return replace(self, short_text_words=None)
+
+    @property
+    def short_texts(self) -> TrainingConfig:
+        """The configuration of the short-text bag: the same model read on the last SHORT_TEXT_MAX_LEN ids (all of
+        them, when the row is shorter), trained as ``short_text_epochs`` and ``short_text_batch_size`` say."""
+        return replace(self, short_text_words=None, max_len=min(SHORT_TEXT_MAX_LEN, self.max_len),
+                       epochs=self.short_text_epochs,
+                       batch_size=self.short_text_batch_size, early_stopping_patience=None)
 
     @property
     def input_ids(self) -> int:
@@ -147,22 +179,24 @@ TUNED = {
 
 # Issue #16: robust to short, negated and edited reviews. The variant of bigram_bag with the best mean of validation
 # accuracy, counterfactual dev edited accuracy and validation snippet accuracy in training/explore_robust.py
-# (models/robust_experiments.json; averaged over seeds where a variant ran with more than one): negation (read on
-# its focus, since round six) and contrast scopes (a contrast that opens a sentence outweighing the sentence before
-# it, since round twelve) with misspelt words read as the word they misspell, the counterfactual training pairs five
-# times, the IMDB reviews with at least 3 % of their words swapped by the editors' substitutions, flipped, words
-# weighed by a learned salience instead of averaged, and a word a contrast outweighs read as the word itself at half
-# its weight (since round ten). Sentence crops, scoped rows built from the plain ones, an L1 price on each word's
-# row, made reviews with negated words, contrasts across sentences with rows of their own, the sentences the editors
-# changed, negation words read as padding, contrasts joined from the editors' sentences, negated made reviews read on
-# the focus, a quarter of the weight for conceded words across sentences, negation words read at the conceded
-# weight, a sentiment lexicon beside the learned rows, conceded words capped at half the others' pull and hashed
-# trigrams beside the bigrams did not beat it there. One seed, as explored (a seed run
-# and the refit take about 20 minutes on 2 cores).
+# (models/robust_experiments.json; averaged over seeds where a variant ran with more than one): negation (read on its
+# focus, since round six) and contrast scopes (a contrast that opens a sentence outweighing the sentence before it,
+# since round twelve) with misspelt words read as the word they misspell, the counterfactual training pairs five times,
+# the IMDB reviews with at least 3 % of their words swapped by the editors' substitutions, flipped, words weighed by a
+# learned salience instead of averaged, and a word a contrast outweighs read as the word itself at half its weight
+# (since round ten); and since round eighteen, texts of at most 40 words read by a second bag of the same kind trained
+# on sentences (training/short_texts.py), the graph choosing by length. Sentence crops, scoped rows built from the plain
+# ones, an L1 price on each word's row, made reviews with negated words, contrasts across sentences with rows of their
+# own, the sentences the editors changed, negation words read as padding, contrasts joined from the editors' sentences,
+# negated made reviews read on the focus, a quarter of the weight for conceded words across sentences, negation words
+# read at the conceded weight, a sentiment lexicon beside the learned rows, conceded words capped at half the others'
+# pull and hashed trigrams beside the bigrams did not beat it there. One seed, as explored (the whole-review bag's run
+# and refit take about 30 minutes on 2 cores, the short-text bag's about 15).
 ROBUST = {
     "robust_bag": replace(TUNED["bigram_bag"], tokenizer="keras_scopes_spelling_focus_across",
                           counterfactual_copies=5, made_counterfactuals=True, made_min_share=0.03,
-                          bag_pooling="salience", concession_weight=0.5, seeds=(1337,)),
+                          bag_pooling="salience", concession_weight=0.5, short_text_words=40,
+                          short_text_cad_sentences=8, seeds=(1337,)),
 }
 
 PRESETS: dict[str, TrainingConfig] = {**COURSE, **TUNED, **ROBUST}
